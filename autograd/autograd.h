@@ -1,0 +1,230 @@
+/* autograd: tensors, memory, the tape, and every differentiable op of hft.
+ *
+ * A context (hft_ctx) holds what one micro-batch needs: an activation arena (every op output and view
+ * is allocated there, and hft_ctx_reset releases them all at once), a pool for gradients of activations
+ * (each freed as soon as backward has used it), the tape, grad mode, the RNG position and a sticky
+ * error. Ops take and return tensor pointers; an op that fails returns NULL, records the first error in
+ * the context, and every later op given a NULL returns NULL too, so model code reads as a formula and
+ * checks once (hft_ctx_status) — cairo's and OpenGL's sticky-error pattern.
+ *
+ * Persistent tensors (parameters, inputs) are created with hft_tensor_new and freed by their owner. */
+#ifndef HFT_AUTOGRAD_H
+#define HFT_AUTOGRAD_H
+
+#include "kernels/kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hft_ctx hft_ctx;
+typedef struct hft_node hft_node;
+typedef struct hft_storage hft_storage;
+
+enum {
+    HFT_TENSOR_HEAP = 1u << 0,       /* header owned by the heap (hft_tensor_free) */
+    HFT_TENSOR_PARAM = 1u << 1,      /* a parameter: its grad lives in a parameter set's flat buffer */
+    HFT_TENSOR_GRAD_SET = 1u << 2,   /* grad holds values (else it reads as zeros, not yet written) */
+    HFT_TENSOR_RETAIN_GRAD = 1u << 3 /* keep a non-leaf's gradient after backward (tests, inspection) */
+};
+
+/* Plain data: shape and strides may be read freely; change them only through the view functions. */
+typedef struct hft_tensor {
+    hft_dtype dtype;
+    hft_device device;
+    int ndim;
+    int64_t shape[HFT_MAX_DIMS];
+    int64_t stride[HFT_MAX_DIMS]; /* in elements */
+    int64_t offset;               /* in elements, into the storage */
+    hft_storage *storage;
+    bool requires_grad;
+    uint32_t flags;
+    struct hft_tensor *grad; /* leaves: the accumulated gradient; others: set during backward */
+    hft_node *grad_fn;       /* the tape node that produced this tensor, NULL for leaves */
+    struct hft_tensor *base; /* views: the tensor whose gradient they share; NULL otherwise */
+    hft_ctx *ctx;            /* the context whose arena holds this tensor; NULL for heap tensors */
+    uint32_t gen;            /* the arena generation it was made in */
+    uint32_t version;        /* bumped by whoever updates the values in place (optimizer step) */
+    const char *name;
+} hft_tensor;
+
+/* ---------------------------------------------------------------- contexts */
+
+typedef struct hft_ctx_options {
+    size_t arena_bytes; /* initial activation arena; it grows as needed and consolidates on reset */
+    hft_device device;
+} hft_ctx_options;
+
+hft_ctx *hft_ctx_new(const hft_ctx_options *opts); /* NULL options: defaults. NULL on failure. */
+void hft_ctx_free(hft_ctx *ctx);
+/* Releases every tensor made in the context since the last reset, the tape and any error. */
+void hft_ctx_reset(hft_ctx *ctx);
+hft_status hft_ctx_status(const hft_ctx *ctx);
+const char *hft_ctx_error(const hft_ctx *ctx);
+void hft_ctx_clear_error(hft_ctx *ctx);
+/* Grad mode: when off, ops record nothing. Returns the previous mode (for scoped use). */
+bool hft_set_grad_enabled(hft_ctx *ctx, bool enabled);
+bool hft_grad_enabled(const hft_ctx *ctx);
+/* The random stream of the current micro-batch (see hft_rng_key); sample0 is the global index of the
+ * first sample in the local batch. */
+void hft_ctx_set_rng(hft_ctx *ctx, uint64_t seed, uint32_t step, uint16_t micro_step, int64_t sample0);
+
+typedef struct hft_memory_stats {
+    size_t arena_used, arena_peak, arena_reserved;
+    size_t pool_used, pool_peak, pool_reserved;
+    size_t heap_allocations; /* allocations the context has made from the heap, ever */
+} hft_memory_stats;
+void hft_ctx_memory(const hft_ctx *ctx, hft_memory_stats *stats);
+
+/* Arena scopes for recomputation: memory allocated after a mark is released by hft_ctx_release. */
+typedef struct hft_arena_mark {
+    int data_chunk, header_chunk;
+    size_t data_offset, header_offset;
+    uint32_t gen;
+} hft_arena_mark;
+hft_arena_mark hft_ctx_mark(hft_ctx *ctx);
+void hft_ctx_release(hft_ctx *ctx, hft_arena_mark mark);
+
+/* ---------------------------------------------------------------- persistent tensors */
+
+hft_tensor *hft_tensor_new(hft_dtype dtype, int ndim, const int64_t *shape); /* zero-filled */
+hft_tensor *hft_tensor_from_data(hft_dtype dtype, int ndim, const int64_t *shape, const void *data);
+/* Wraps memory owned by the caller (a memory-mapped file); it must outlive the tensor. */
+hft_tensor *hft_tensor_wrap(hft_dtype dtype, int ndim, const int64_t *shape, void *data);
+/* A heap tensor sharing another's storage (reference-counted), contiguous from `offset` elements. */
+hft_tensor *hft_tensor_alias(hft_tensor *src, int64_t offset, int ndim, const int64_t *shape);
+void hft_tensor_free(hft_tensor *t); /* also frees its grad; NULL is ignored */
+void hft_tensor_set_requires_grad(hft_tensor *t, bool requires_grad);
+/* Marks the gradient as zero without touching memory; the next backward overwrites it. */
+void hft_tensor_zero_grad(hft_tensor *t);
+
+/* ---------------------------------------------------------------- tensor queries */
+
+void *hft_tensor_data(const hft_tensor *t); /* the first element's address */
+int64_t hft_tensor_numel(const hft_tensor *t);
+size_t hft_tensor_nbytes(const hft_tensor *t);
+bool hft_tensor_is_contiguous(const hft_tensor *t);
+bool hft_tensor_same_shape(const hft_tensor *a, const hft_tensor *b);
+/* "f32[4, 8]" into buf. */
+const char *hft_tensor_describe(const hft_tensor *t, char *buf, size_t size);
+/* Copies the tensor's values (any layout) to a contiguous f64 buffer: for tests and debugging. */
+hft_status hft_tensor_to_f64(const hft_tensor *t, double *out);
+/* The gradient of a tensor after backward (leaves, or non-leaves marked with hft_retain_grad). NULL when
+ * none was computed. A gradient not yet written reads as zeros through hft_tensor_to_f64 of NULL. */
+const hft_tensor *hft_tensor_grad(const hft_tensor *t);
+void hft_retain_grad(hft_tensor *t);
+
+/* ---------------------------------------------------------------- arena tensors */
+
+hft_tensor *hft_empty(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape);
+hft_tensor *hft_zeros(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape);
+hft_tensor *hft_full(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape, double value);
+hft_tensor *hft_from_data(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape, const void *data);
+
+/* ---------------------------------------------------------------- views (no copy, no tape node) */
+/* Dimensions may be negative (counted from the end), as in torch. */
+
+hft_tensor *hft_reshape(hft_ctx *ctx, hft_tensor *x, int ndim,
+                        const int64_t *shape); /* one -1 allowed; copies
+                                                only when no view fits */
+hft_tensor *hft_transpose(hft_ctx *ctx, hft_tensor *x, int dim0, int dim1);
+hft_tensor *hft_permute(hft_ctx *ctx, hft_tensor *x, const int *perm);
+hft_tensor *hft_narrow(hft_ctx *ctx, hft_tensor *x, int dim, int64_t start, int64_t length);
+hft_tensor *hft_expand(hft_ctx *ctx, hft_tensor *x, int ndim, const int64_t *shape); /* -1 keeps a dim */
+hft_tensor *hft_unsqueeze(hft_ctx *ctx, hft_tensor *x, int dim);
+hft_tensor *hft_squeeze(hft_ctx *ctx, hft_tensor *x, int dim);
+/* Splits along dim into n pieces of the given sizes (NULL: equal). Returns false on error. */
+bool hft_split(hft_ctx *ctx, hft_tensor *x, int dim, int n, const int64_t *sizes, hft_tensor **out);
+
+/* ---------------------------------------------------------------- ops (forward records backward) */
+
+hft_tensor *hft_contiguous(hft_ctx *ctx, hft_tensor *x); /* x itself when already contiguous */
+hft_tensor *hft_cast(hft_ctx *ctx, hft_tensor *x, hft_dtype dtype);
+hft_tensor *hft_concat(hft_ctx *ctx, int n, hft_tensor *const *xs, int dim);
+
+/* Broadcasting arithmetic, as torch. */
+hft_tensor *hft_add(hft_ctx *ctx, hft_tensor *a, hft_tensor *b);
+hft_tensor *hft_sub(hft_ctx *ctx, hft_tensor *a, hft_tensor *b);
+hft_tensor *hft_mul(hft_ctx *ctx, hft_tensor *a, hft_tensor *b);
+hft_tensor *hft_div(hft_ctx *ctx, hft_tensor *a, hft_tensor *b);
+hft_tensor *hft_scale(hft_ctx *ctx, hft_tensor *x, double alpha);
+
+hft_tensor *hft_neg(hft_ctx *ctx, hft_tensor *x);
+hft_tensor *hft_exp(hft_ctx *ctx, hft_tensor *x);
+hft_tensor *hft_log(hft_ctx *ctx, hft_tensor *x);
+hft_tensor *hft_sqrt(hft_ctx *ctx, hft_tensor *x);
+hft_tensor *hft_pow(hft_ctx *ctx, hft_tensor *x, double exponent);
+hft_tensor *hft_relu(hft_ctx *ctx, hft_tensor *x);
+typedef enum hft_gelu_approx { HFT_GELU_ERF, HFT_GELU_TANH } hft_gelu_approx;
+hft_tensor *hft_gelu(hft_ctx *ctx, hft_tensor *x, hft_gelu_approx approx);
+hft_tensor *hft_silu(hft_ctx *ctx, hft_tensor *x);
+hft_tensor *hft_tanh(hft_ctx *ctx, hft_tensor *x);
+hft_tensor *hft_sigmoid(hft_ctx *ctx, hft_tensor *x);
+
+/* Reductions over the listed dims (n_dims 0: all). */
+hft_tensor *hft_sum(hft_ctx *ctx, hft_tensor *x, int n_dims, const int *dims, bool keepdim);
+hft_tensor *hft_mean(hft_ctx *ctx, hft_tensor *x, int n_dims, const int *dims, bool keepdim);
+
+/* a [..., M, K] @ b [..., K, N] with broadcast batch dims; transposed views are used without copies. */
+hft_tensor *hft_matmul(hft_ctx *ctx, hft_tensor *a, hft_tensor *b);
+/* x [..., K] Wᵀ + bias, W [N, K] (nn.Linear; pass hft_transpose of a Conv1D weight), bias [N] or NULL. */
+hft_tensor *hft_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *weight, hft_tensor *bias);
+
+hft_tensor *hft_softmax(hft_ctx *ctx, hft_tensor *x, int dim);
+hft_tensor *hft_log_softmax(hft_ctx *ctx, hft_tensor *x, int dim);
+/* Over the last dim; weight and bias may be NULL. */
+hft_tensor *hft_layer_norm(hft_ctx *ctx, hft_tensor *x, hft_tensor *weight, hft_tensor *bias, double eps);
+hft_tensor *hft_rms_norm(hft_ctx *ctx, hft_tensor *x, hft_tensor *weight, double eps);
+/* weight [V, D], ids (i32/i64) of any shape → [..., D]. padding_idx < 0: none. */
+hft_tensor *hft_embedding(hft_ctx *ctx, hft_tensor *weight, hft_tensor *ids, int64_t padding_idx);
+/* Drops with probability p using the context's random stream at call site `site` (dim 0 = samples). */
+hft_tensor *hft_dropout(hft_ctx *ctx, hft_tensor *x, double p, uint16_t site);
+
+typedef struct hft_xent_opts {
+    int64_t ignore_index;   /* -100, as torch and transformers */
+    double label_smoothing; /* 0 */
+} hft_xent_opts;
+#define HFT_XENT_DEFAULTS ((hft_xent_opts){.ignore_index = -100, .label_smoothing = 0.0})
+/* Summed cross-entropy of logits [..., C] against integer targets [...]; *count (optional) receives
+ * the number of non-ignored targets, the divisor a caller chooses to apply (DESIGN: the loss is a sum
+ * with an external divisor). */
+hft_tensor *hft_cross_entropy(hft_ctx *ctx, hft_tensor *logits, hft_tensor *targets, hft_xent_opts opts,
+                              int64_t *count);
+/* torch's reduction='mean': the sum over non-ignored targets divided by their count. */
+hft_tensor *hft_cross_entropy_mean(hft_ctx *ctx, hft_tensor *logits, hft_tensor *targets, hft_xent_opts opts);
+/* The classifier fused with the loss: cross_entropy(hidden [..., D] Wᵀ + bias, targets) summed, with W
+ * [V, D]. The logits are made a block of rows at a time and never held whole. */
+hft_tensor *hft_linear_cross_entropy(hft_ctx *ctx, hft_tensor *hidden, hft_tensor *weight, hft_tensor *bias,
+                                     hft_tensor *targets, hft_xent_opts opts, int64_t *count);
+typedef enum hft_reduction { HFT_REDUCE_MEAN, HFT_REDUCE_SUM } hft_reduction;
+hft_tensor *hft_mse(hft_ctx *ctx, hft_tensor *input, hft_tensor *target, hft_reduction reduction);
+
+/* Rotary embedding (rotate_half, as transformers): x [B, T, H, D], positions [B, T] (i64), inv_freq
+ * [D/2] (f32), cos and sin scaled by `scaling` (1 unless the RoPE type says otherwise). */
+hft_tensor *hft_rope(hft_ctx *ctx, hft_tensor *x, hft_tensor *positions, hft_tensor *inv_freq,
+                     double scaling);
+
+typedef struct hft_attn_opts {
+    bool causal;
+    double scale;           /* 0: 1/sqrt(D) */
+    hft_tensor *key_mask;   /* [B, Tk], nonzero = attend (HF attention_mask), any integer dtype; or NULL */
+    hft_tensor *q_segments; /* [B, Tq] integer segment ids (packed documents); or NULL */
+    hft_tensor *k_segments; /* [B, Tk]; NULL with q_segments set means the same ids (Tq == Tk) */
+    double dropout_p;
+    uint16_t dropout_site;
+} hft_attn_opts;
+/* q [B, Tq, Hq, D], k and v [B, Tk, Hkv, D] (Hq a multiple of Hkv) → [B, Tq, Hq, D]. One fused op with
+ * an online softmax; see hft_attn_args for the masking rules. */
+hft_tensor *hft_attention(hft_ctx *ctx, hft_tensor *q, hft_tensor *k, hft_tensor *v,
+                          const hft_attn_opts *opts);
+
+/* ---------------------------------------------------------------- backward */
+
+/* Runs the tape backward from `root`, seeding it with `grad` (NULL: 1 for a one-element root).
+ * Gradients accumulate into leaves (hft_tensor_grad), across calls, until zeroed. */
+hft_status hft_backward(hft_ctx *ctx, hft_tensor *root, const hft_tensor *grad);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,308 @@
+/* The context of a micro-batch: its arena, gradient pool, tape, grad mode, RNG position and sticky
+ * error; and the small helpers every op uses to check its inputs and allocate its outputs. */
+#include "autograd/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_ARENA_BYTES ((size_t)16 << 20)
+
+hft_ctx *hft_ctx_new(const hft_ctx_options *opts) {
+    hft_status st = hft_runtime_init();
+    if (st != HFT_OK) return NULL;
+    hft_ctx_options o = {.arena_bytes = DEFAULT_ARENA_BYTES, .device = {HFT_CPU, 0}};
+    if (opts) {
+        if (opts->arena_bytes) o.arena_bytes = opts->arena_bytes;
+        o.device = opts->device;
+    }
+    const hft_kernels *k = hft_kernels_for(o.device.type);
+    if (!k) {
+        hft_error(HFT_EDEVICE, "context: no kernels for device type %d (the CUDA backend is not loaded)",
+                  (int)o.device.type);
+        return NULL;
+    }
+    hft_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        hft_error(HFT_ENOMEM, "context: out of memory");
+        return NULL;
+    }
+    ctx->device = o.device;
+    ctx->kernels = k;
+    bump_init(&ctx->data, o.arena_bytes, &ctx->heap_allocations);
+    bump_init(&ctx->headers[0], (size_t)1 << 20, &ctx->heap_allocations);
+    bump_init(&ctx->headers[1], (size_t)1 << 20, &ctx->heap_allocations);
+    ctx->grads = pool_new(&ctx->heap_allocations);
+    ctx->grad_enabled = true;
+    ctx->gen = 1;
+    if (!ctx->grads || ctx->data.n_chunks == 0) {
+        hft_ctx_free(ctx);
+        hft_error(HFT_ENOMEM, "context: out of memory for a %zu-byte arena", o.arena_bytes);
+        return NULL;
+    }
+    return ctx;
+}
+
+void hft_ctx_free(hft_ctx *ctx) {
+    if (!ctx) return;
+    bump_free(&ctx->data);
+    bump_free(&ctx->headers[0]);
+    bump_free(&ctx->headers[1]);
+    pool_free_all(ctx->grads);
+    free(ctx);
+}
+
+void hft_ctx_reset(hft_ctx *ctx) {
+    /* gradients kept past backward (retained, or left by an interrupted backward) go back to the pool */
+    for (hft_node *n = ctx->tape; n; n = n->prev) {
+        hft_tensor *g = n->out->grad;
+        if (g && g->storage->kind == STORAGE_POOL) pool_release(ctx->grads, g->storage->data);
+        n->out->grad = NULL;
+    }
+    ctx->tape = NULL;
+    ctx->n_nodes = 0;
+    ctx->gen++;
+    bump_reset(&ctx->data);
+    bump_reset(&ctx->headers[ctx->gen & 1]);
+    ctx->status = HFT_OK;
+    ctx->error[0] = '\0';
+}
+
+hft_status hft_ctx_status(const hft_ctx *ctx) {
+    return ctx->status;
+}
+const char *hft_ctx_error(const hft_ctx *ctx) {
+    return ctx->error;
+}
+
+void hft_ctx_clear_error(hft_ctx *ctx) {
+    ctx->status = HFT_OK;
+    ctx->error[0] = '\0';
+}
+
+bool hft_set_grad_enabled(hft_ctx *ctx, bool enabled) {
+    bool prev = ctx->grad_enabled;
+    ctx->grad_enabled = enabled;
+    return prev;
+}
+
+bool hft_grad_enabled(const hft_ctx *ctx) {
+    return ctx->grad_enabled;
+}
+
+void hft_ctx_set_rng(hft_ctx *ctx, uint64_t seed, uint32_t step, uint16_t micro_step, int64_t sample0) {
+    ctx->rng_seed = seed;
+    ctx->rng_step = step;
+    ctx->rng_micro = micro_step;
+    ctx->rng_sample0 = sample0;
+}
+
+void hft_ctx_memory(const hft_ctx *ctx, hft_memory_stats *s) {
+    memset(s, 0, sizeof *s);
+    s->arena_used = ctx->data.used;
+    s->arena_peak = ctx->data.peak;
+    s->arena_reserved = bump_reserved(&ctx->data);
+    pool_stats(ctx->grads, &s->pool_used, &s->pool_peak, &s->pool_reserved);
+    s->heap_allocations = ctx->heap_allocations;
+}
+
+hft_arena_mark hft_ctx_mark(hft_ctx *ctx) {
+    bump *h = &ctx->headers[ctx->gen & 1];
+    return (hft_arena_mark){.data_chunk = ctx->data.cur,
+                            .data_offset = ctx->data.off,
+                            .header_chunk = h->cur,
+                            .header_offset = h->off,
+                            .gen = ctx->gen};
+}
+
+void hft_ctx_release(hft_ctx *ctx, hft_arena_mark m) {
+    if (m.gen != ctx->gen) return; /* the arena was reset since: everything is released already */
+    bump *h = &ctx->headers[ctx->gen & 1];
+    ctx->data.cur = m.data_chunk;
+    ctx->data.off = m.data_offset;
+    h->cur = m.header_chunk;
+    h->off = m.header_offset;
+}
+
+/* ---------------------------------------------------------------- helpers for ops */
+
+hft_tensor *ag_fail(hft_ctx *ctx, hft_status status, const char *fmt, ...) {
+    if (ctx->status == HFT_OK) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
+        va_end(ap);
+        ctx->status = status;
+        hft_error(status, "%s", ctx->error);
+    }
+    return NULL;
+}
+
+bool ag_check(hft_ctx *ctx, const char *op, int n, hft_tensor *const *inputs) {
+    if (ctx->status != HFT_OK) return false;
+    for (int i = 0; i < n; i++) {
+        const hft_tensor *t = inputs[i];
+        if (!t) {
+            ag_fail(ctx, HFT_EINVAL, "%s: input %d is NULL", op, i);
+            return false;
+        }
+        if (t->ctx && t->ctx != ctx) {
+            ag_fail(ctx, HFT_ESTATE, "%s: input %d belongs to another context", op, i);
+            return false;
+        }
+        if (t->ctx && t->gen != ctx->gen) {
+            ag_fail(ctx, HFT_ESTATE,
+                    "%s: input %d was made before its context's arena was reset (generation %u, now %u): "
+                    "tensors of a micro-batch are released by hft_ctx_reset",
+                    op, i, t->gen, ctx->gen);
+            return false;
+        }
+        if (t->device.type != ctx->device.type || t->device.index != ctx->device.index) {
+            ag_fail(ctx, HFT_EDEVICE, "%s: input %d is on device %d:%d, the context on %d:%d", op, i,
+                    (int)t->device.type, t->device.index, (int)ctx->device.type, ctx->device.index);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool ag_check_float(hft_ctx *ctx, const char *op, const hft_tensor *t, const char *what) {
+    if (t->dtype == HFT_F32 || t->dtype == HFT_F64) return true;
+    ag_fail(ctx, HFT_EINVAL, "%s: %s must be f32 or f64, got %s", op, what, hft_dtype_name(t->dtype));
+    return false;
+}
+
+bool ag_check_same_dtype(hft_ctx *ctx, const char *op, const hft_tensor *a, const hft_tensor *b) {
+    if (a->dtype == b->dtype) return true;
+    ag_fail(ctx, HFT_EINVAL, "%s: dtypes differ (%s and %s)", op, hft_dtype_name(a->dtype),
+            hft_dtype_name(b->dtype));
+    return false;
+}
+
+bool ag_dim(hft_ctx *ctx, const char *op, int ndim, int *dim) {
+    int d = *dim < 0 ? *dim + ndim : *dim;
+    if (d < 0 || d >= ndim) {
+        ag_fail(ctx, HFT_EINVAL, "%s: dim %d out of range for a %d-dim tensor", op, *dim, ndim);
+        return false;
+    }
+    *dim = d;
+    return true;
+}
+
+bool ag_kernel_check(hft_ctx *ctx, void *fn, const char *op, hft_dtype dtype) {
+    if (fn) return true;
+    ag_fail(ctx, HFT_EUNSUPPORTED, "%s: no %s kernel for %s", op, ctx->kernels->name, hft_dtype_name(dtype));
+    return false;
+}
+
+void *ag_alloc(hft_ctx *ctx, size_t bytes) {
+    void *p = bump_alloc(&ctx->data, bytes);
+    if (!p) ag_fail(ctx, HFT_ENOMEM, "arena: out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+hft_tensor *ag_header(hft_ctx *ctx) {
+    hft_tensor *t = bump_alloc(&ctx->headers[ctx->gen & 1], sizeof *t + sizeof(hft_storage));
+    if (!t) return ag_fail(ctx, HFT_ENOMEM, "arena: out of memory for a tensor header");
+    memset(t, 0, sizeof *t);
+    t->ctx = ctx;
+    t->gen = ctx->gen;
+    t->device = ctx->device;
+    return t;
+}
+
+hft_tensor *ag_new(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape) {
+    hft_tensor *t = ag_header(ctx);
+    if (!t) return NULL;
+    t->dtype = dtype;
+    t->ndim = ndim;
+    for (int d = 0; d < ndim; d++) t->shape[d] = shape[d];
+    ag_set_contiguous_strides(t);
+    hft_storage *s = (hft_storage *)(t + 1);
+    memset(s, 0, sizeof *s);
+    s->nbytes = hft_tensor_nbytes(t);
+    s->kind = STORAGE_ARENA;
+    s->device = ctx->device;
+    s->data = ag_alloc(ctx, s->nbytes);
+    if (!s->data) return NULL;
+    t->storage = s;
+    return t;
+}
+
+hft_tensor *ag_view_of(hft_ctx *ctx, hft_tensor *src) {
+    hft_tensor *t = ag_header(ctx);
+    if (!t) return NULL;
+    t->dtype = src->dtype;
+    t->device = src->device;
+    t->ndim = src->ndim;
+    memcpy(t->shape, src->shape, sizeof t->shape);
+    memcpy(t->stride, src->stride, sizeof t->stride);
+    t->offset = src->offset;
+    t->storage = src->storage;
+    t->requires_grad = src->requires_grad;
+    t->base = src->base ? src->base : src;
+    return t;
+}
+
+hft_tensor *ag_pool_tensor(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape) {
+    hft_tensor *t = ag_header(ctx);
+    if (!t) return NULL;
+    t->dtype = dtype;
+    t->ndim = ndim;
+    for (int d = 0; d < ndim; d++) t->shape[d] = shape[d];
+    ag_set_contiguous_strides(t);
+    hft_storage *s = (hft_storage *)(t + 1);
+    memset(s, 0, sizeof *s);
+    s->nbytes = hft_tensor_nbytes(t);
+    s->kind = STORAGE_POOL;
+    s->device = ctx->device;
+    s->data = pool_alloc(ctx->grads, s->nbytes);
+    if (!s->data)
+        return ag_fail(ctx, HFT_ENOMEM, "gradient pool: out of memory allocating %zu bytes", s->nbytes);
+    t->storage = s;
+    return t;
+}
+
+void ag_pool_tensor_release(hft_ctx *ctx, hft_tensor *t) {
+    if (t && t->storage && t->storage->kind == STORAGE_POOL) {
+        pool_release(ctx->grads, t->storage->data);
+        t->storage->data = NULL;
+    }
+}
+
+/* ---------------------------------------------------------------- arena tensors (public) */
+
+static bool check_shape(hft_ctx *ctx, const char *op, int ndim, const int64_t *shape) {
+    if (ctx->status != HFT_OK) return false;
+    if (ndim < 0 || ndim > HFT_MAX_DIMS) {
+        ag_fail(ctx, HFT_EINVAL, "%s: %d dims (at most %d)", op, ndim, HFT_MAX_DIMS);
+        return false;
+    }
+    for (int d = 0; d < ndim; d++)
+        if (shape[d] < 0) {
+            ag_fail(ctx, HFT_EINVAL, "%s: negative size %lld in dim %d", op, (long long)shape[d], d);
+            return false;
+        }
+    return true;
+}
+
+hft_tensor *hft_empty(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape) {
+    if (!check_shape(ctx, "empty", ndim, shape)) return NULL;
+    return ag_new(ctx, dtype, ndim, shape);
+}
+
+hft_tensor *hft_full(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape, double value) {
+    hft_tensor *t = hft_empty(ctx, dtype, ndim, shape);
+    if (t) ag_fill(ctx, t, value);
+    return t;
+}
+
+hft_tensor *hft_zeros(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape) {
+    return hft_full(ctx, dtype, ndim, shape, 0.0);
+}
+
+hft_tensor *hft_from_data(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape, const void *data) {
+    hft_tensor *t = hft_empty(ctx, dtype, ndim, shape);
+    if (t && hft_tensor_nbytes(t)) memcpy(hft_tensor_data(t), data, hft_tensor_nbytes(t));
+    return t;
+}

@@ -1,0 +1,201 @@
+/* Persistent (heap) tensors and the queries every tensor answers. */
+#include "autograd/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ag_set_contiguous_strides(hft_tensor *t) {
+    int64_t s = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        t->stride[d] = s;
+        s *= t->shape[d];
+    }
+}
+
+static bool valid_shape(int ndim, const int64_t *shape) {
+    if (ndim < 0 || ndim > HFT_MAX_DIMS) return false;
+    for (int d = 0; d < ndim; d++)
+        if (shape[d] < 0) return false;
+    return true;
+}
+
+static hft_tensor *heap_header(hft_dtype dtype, int ndim, const int64_t *shape) {
+    if (!valid_shape(ndim, shape) || (unsigned)dtype >= HFT_DTYPE_COUNT) {
+        hft_error(HFT_EINVAL, "tensor: invalid dtype or shape (ndim %d, at most %d dims, sizes >= 0)", ndim,
+                  HFT_MAX_DIMS);
+        return NULL;
+    }
+    hft_tensor *t = calloc(1, sizeof *t);
+    if (!t) {
+        hft_error(HFT_ENOMEM, "tensor: out of memory");
+        return NULL;
+    }
+    t->dtype = dtype;
+    t->device = (hft_device){HFT_CPU, 0};
+    t->ndim = ndim;
+    for (int d = 0; d < ndim; d++) t->shape[d] = shape[d];
+    ag_set_contiguous_strides(t);
+    t->flags = HFT_TENSOR_HEAP;
+    return t;
+}
+
+static hft_tensor *heap_tensor(hft_dtype dtype, int ndim, const int64_t *shape, void *external) {
+    hft_tensor *t = heap_header(dtype, ndim, shape);
+    if (!t) return NULL;
+    hft_storage *s = calloc(1, sizeof *s);
+    size_t nbytes = (size_t)hft_tensor_numel(t) * hft_dtype_size(dtype);
+    void *data = external;
+    if (!external) data = aligned_alloc(64, (nbytes + 63) & ~(size_t)63);
+    if (!s || (!data && nbytes)) {
+        free(s);
+        if (!external) free(data);
+        free(t);
+        hft_error(HFT_ENOMEM, "tensor: out of memory for %zu bytes", nbytes);
+        return NULL;
+    }
+    s->data = data;
+    s->nbytes = nbytes;
+    s->refcount = 1;
+    s->kind = external ? STORAGE_EXTERNAL : STORAGE_HEAP;
+    t->storage = s;
+    return t;
+}
+
+hft_tensor *hft_tensor_new(hft_dtype dtype, int ndim, const int64_t *shape) {
+    hft_tensor *t = heap_tensor(dtype, ndim, shape, NULL);
+    if (t) memset(t->storage->data, 0, t->storage->nbytes);
+    return t;
+}
+
+hft_tensor *hft_tensor_from_data(hft_dtype dtype, int ndim, const int64_t *shape, const void *data) {
+    hft_tensor *t = heap_tensor(dtype, ndim, shape, NULL);
+    if (t && t->storage->nbytes) memcpy(t->storage->data, data, t->storage->nbytes);
+    return t;
+}
+
+hft_tensor *hft_tensor_wrap(hft_dtype dtype, int ndim, const int64_t *shape, void *data) {
+    return heap_tensor(dtype, ndim, shape, data);
+}
+
+hft_tensor *hft_tensor_alias(hft_tensor *src, int64_t offset, int ndim, const int64_t *shape) {
+    hft_tensor *t = heap_header(src->dtype, ndim, shape);
+    if (!t) return NULL;
+    int64_t end = (src->offset + offset + hft_tensor_numel(t)) * (int64_t)hft_dtype_size(src->dtype);
+    if (offset < 0 || (size_t)end > src->storage->nbytes) {
+        hft_error(HFT_EINVAL, "tensor alias: elements [%lld, %lld) lie outside the storage",
+                  (long long)offset, (long long)(offset + hft_tensor_numel(t)));
+        free(t);
+        return NULL;
+    }
+    t->storage = src->storage;
+    t->storage->refcount++;
+    t->offset = src->offset + offset;
+    t->device = src->device;
+    return t;
+}
+
+static void storage_release(hft_storage *s) {
+    if (!s || --s->refcount > 0) return;
+    if (s->kind == STORAGE_HEAP) free(s->data);
+    free(s);
+}
+
+void hft_tensor_free(hft_tensor *t) {
+    if (!t || !(t->flags & HFT_TENSOR_HEAP)) return;
+    if (t->grad && (t->grad->flags & HFT_TENSOR_HEAP)) hft_tensor_free(t->grad);
+    storage_release(t->storage);
+    free(t);
+}
+
+void hft_tensor_set_requires_grad(hft_tensor *t, bool requires_grad) {
+    if (t) t->requires_grad = requires_grad;
+}
+
+void hft_tensor_zero_grad(hft_tensor *t) {
+    if (t) t->flags &= ~(uint32_t)HFT_TENSOR_GRAD_SET;
+}
+
+void *hft_tensor_data(const hft_tensor *t) {
+    return (char *)t->storage->data + (size_t)t->offset * hft_dtype_size(t->dtype);
+}
+
+int64_t hft_tensor_numel(const hft_tensor *t) {
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+    return n;
+}
+
+size_t hft_tensor_nbytes(const hft_tensor *t) {
+    return (size_t)hft_tensor_numel(t) * hft_dtype_size(t->dtype);
+}
+
+bool hft_tensor_is_contiguous(const hft_tensor *t) {
+    int64_t s = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        if (t->shape[d] != 1 && t->stride[d] != s) return false;
+        s *= t->shape[d];
+    }
+    return true;
+}
+
+bool hft_tensor_same_shape(const hft_tensor *a, const hft_tensor *b) {
+    if (a->ndim != b->ndim) return false;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return false;
+    return true;
+}
+
+const char *hft_tensor_describe(const hft_tensor *t, char *buf, size_t size) {
+    if (!t) {
+        snprintf(buf, size, "NULL");
+        return buf;
+    }
+    size_t n = (size_t)snprintf(buf, size, "%s[", hft_dtype_name(t->dtype));
+    for (int d = 0; d < t->ndim && n < size; d++)
+        n += (size_t)snprintf(buf + n, size - n, d ? ", %lld" : "%lld", (long long)t->shape[d]);
+    if (n < size) snprintf(buf + n, size - n, "]");
+    return buf;
+}
+
+hft_kview ag_kview(const hft_tensor *t) {
+    hft_kview v;
+    v.data = hft_tensor_data(t);
+    v.ndim = t->ndim;
+    for (int d = 0; d < t->ndim; d++) {
+        v.shape[d] = t->shape[d];
+        v.stride[d] = t->stride[d];
+    }
+    return v;
+}
+
+hft_status hft_tensor_to_f64(const hft_tensor *t, double *out) {
+    if (t->device.type != HFT_CPU)
+        return hft_error(HFT_EDEVICE, "tensor_to_f64: the tensor is not on the CPU");
+    const hft_kernels *k = hft_kernels_for(HFT_CPU);
+    hft_copy_args a = {.dst_dtype = HFT_F64, .src_dtype = t->dtype, .src = ag_kview(t)};
+    a.dst = a.src;
+    a.dst.data = out;
+    int64_t s = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        a.dst.stride[d] = s;
+        s *= t->shape[d];
+    }
+    if (t->ndim == 0) {
+        a.dst.ndim = a.src.ndim = 1;
+        a.dst.shape[0] = a.src.shape[0] = 1;
+        a.dst.stride[0] = a.src.stride[0] = 1;
+    }
+    k->copy(&a);
+    return HFT_OK;
+}
+
+const hft_tensor *hft_tensor_grad(const hft_tensor *t) {
+    const hft_tensor *b = t->base ? t->base : t;
+    if (!b->grad || !(b->flags & HFT_TENSOR_GRAD_SET)) return NULL;
+    return b->grad;
+}
+
+void hft_retain_grad(hft_tensor *t) {
+    if (t) (t->base ? t->base : t)->flags |= HFT_TENSOR_RETAIN_GRAD;
+}

@@ -1,0 +1,6 @@
+/* Placeholder until the rope kernels land: registers nothing, so autograd reports the op as missing. */
+#include "kernels/cpu/cpu_internal.h"
+
+void KFN(cpu_register_rope)(hft_kernels *t) {
+    (void)t;
+}
