@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -41,6 +42,20 @@ const char *hft_status_name(hft_status status);
         hft_status hft_try_status_ = (expr);                                                                 \
         if (hft_try_status_ != HFT_OK) return hft_try_status_;                                               \
     } while (0)
+
+/* ---------------------------------------------------------------- files */
+
+/* Every file hft writes goes through here: written to a temporary beside `path`, then on commit
+ * flushed, fsynced, renamed into place and the folder fsynced. abort removes the temporary. */
+typedef struct hft_atomic_file {
+    FILE *fp;
+    char *tmp_path;
+    char *final_path;
+} hft_atomic_file;
+hft_status hft_atomic_open(hft_atomic_file *f, const char *path);
+hft_status hft_atomic_commit(hft_atomic_file *f);
+void hft_atomic_abort(hft_atomic_file *f);
+hft_status hft_fsync_dir(const char *dir);
 
 /* ---------------------------------------------------------------- dtypes and devices */
 
@@ -209,8 +224,8 @@ typedef struct hft_softmax_args {
     bool accumulate; /* backward only */
 } hft_softmax_args;
 
-/* Layer norm / RMS norm over the last axis of contiguous [rows, cols] arrays. mean and rstd are f32
- * per row (mean unused for RMS norm). Backward accumulates weight/bias grads over rows in fixed
+/* Layer norm / RMS norm over the last axis of contiguous [rows, cols] arrays. mean and rstd are per
+ * row in the data's dtype (mean unused for RMS norm). Backward accumulates weight/bias grads over rows in fixed
  * chunks, combined in order, using `scratch` (hft_norm_scratch_bytes). */
 typedef struct hft_norm_args {
     bool rms;
@@ -218,7 +233,7 @@ typedef struct hft_norm_args {
     double eps;
     const void *x, *weight, *bias; /* weight/bias may be NULL */
     void *y;
-    float *mean, *rstd;
+    void *mean, *rstd;
     const void *dy;
     void *dx, *dweight, *dbias; /* NULL when not wanted */
     bool accumulate_dx, accumulate_dweight, accumulate_dbias;
@@ -268,7 +283,8 @@ typedef struct hft_xent_args {
 } hft_xent_args;
 
 /* Rotary embedding, rotate_half convention: x [B, T, H, D] (any strides on B, T, H; D contiguous),
- * pos [B, T] (i64), inv_freq [D/2] (f32). out [B, T, H, D] contiguous. angle = pos · inv_freq in f32;
+ * pos [B, T] (i64), inv_freq [D/2] in the data's dtype. out [B, T, H, D] (strides given). angle =
+ * pos · inv_freq in that dtype (f32 for f32 data, as transformers computes it);
  * cos and sin are multiplied by `scaling` (transformers' attention_scaling). Backward (inverse=true)
  * rotates by the negative angle. */
 typedef struct hft_rope_args {
@@ -276,7 +292,7 @@ typedef struct hft_rope_args {
     const void *x;
     int64_t x_stride_b, x_stride_t, x_stride_h;
     const int64_t *pos;
-    const float *inv_freq;
+    const void *inv_freq;
     double scaling;
     void *out;
     bool inverse, accumulate;
