@@ -60,6 +60,10 @@ void hft_ctx_free(hft_ctx *ctx);
 /* Releases every tensor made in the context since the last reset, the tape and any error. */
 void hft_ctx_reset(hft_ctx *ctx);
 hft_status hft_ctx_status(const hft_ctx *ctx);
+/* Records an error in the context as an op would (the first one sticks) and returns NULL: for the layers
+ * above that build formulas from ops and find bad input on the way. */
+hft_tensor *hft_ctx_fail(hft_ctx *ctx, hft_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 const char *hft_ctx_error(const hft_ctx *ctx);
 void hft_ctx_clear_error(hft_ctx *ctx);
 /* Grad mode: when off, ops record nothing. Returns the previous mode (for scoped use). */
@@ -80,6 +84,7 @@ void hft_ctx_memory(const hft_ctx *ctx, hft_memory_stats *stats);
 typedef struct hft_arena_mark {
     int data_chunk, header_chunk;
     size_t data_offset, header_offset;
+    size_t data_used, header_used;
     uint32_t gen;
 } hft_arena_mark;
 hft_arena_mark hft_ctx_mark(hft_ctx *ctx);
@@ -170,6 +175,7 @@ hft_tensor *hft_matmul(hft_ctx *ctx, hft_tensor *a, hft_tensor *b);
 /* x [..., K] Wᵀ + bias, W [N, K] (nn.Linear; pass hft_transpose of a Conv1D weight), bias [N] or NULL. */
 hft_tensor *hft_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *weight, hft_tensor *bias);
 
+/* Over `dim` (negative counts from the end). A row that is all -inf gives NaN, as torch does. */
 hft_tensor *hft_softmax(hft_ctx *ctx, hft_tensor *x, int dim);
 hft_tensor *hft_log_softmax(hft_ctx *ctx, hft_tensor *x, int dim);
 /* Over the last dim; weight and bias may be NULL. */
@@ -199,8 +205,8 @@ hft_tensor *hft_linear_cross_entropy(hft_ctx *ctx, hft_tensor *hidden, hft_tenso
 typedef enum hft_reduction { HFT_REDUCE_MEAN, HFT_REDUCE_SUM } hft_reduction;
 hft_tensor *hft_mse(hft_ctx *ctx, hft_tensor *input, hft_tensor *target, hft_reduction reduction);
 
-/* Rotary embedding (rotate_half, as transformers): x [B, T, H, D], positions [B, T] (i64), inv_freq
- * [D/2] (f32), cos and sin scaled by `scaling` (1 unless the RoPE type says otherwise). */
+/* Rotary embedding (rotate_half, as transformers): x [B, T, H, D], positions [B, T] or [1, T] (i64),
+ * inv_freq [D/2] (in x's dtype), cos and sin scaled by `scaling` (1 unless the RoPE type says otherwise). */
 hft_tensor *hft_rope(hft_ctx *ctx, hft_tensor *x, hft_tensor *positions, hft_tensor *inv_freq,
                      double scaling);
 
@@ -217,6 +223,47 @@ typedef struct hft_attn_opts {
  * an online softmax; see hft_attn_args for the masking rules. */
 hft_tensor *hft_attention(hft_ctx *ctx, hft_tensor *q, hft_tensor *k, hft_tensor *v,
                           const hft_attn_opts *opts);
+
+/* ---------------------------------------------------------------- parameter sets */
+
+/* The parameters of a model, each with its HF name and tags that nn/ sets; optim/ and distributed/ read
+ * the tags, never nn/'s module types. Values stay where their owner put them (heap, or a mapped
+ * safetensors file for a frozen base); gradients of the trainable ones live in ONE flat f32 buffer, laid
+ * out in reverse registration order so that all-reduce buckets (about bucket_bytes each) are contiguous
+ * ranges that fill in the order backward produces them. Frozen parameters get no gradient at all. */
+enum {
+    HFT_PARAM_FROZEN = 1u << 0,   /* no gradient, no optimizer state */
+    HFT_PARAM_NO_DECAY = 1u << 1, /* biases and norm weights: the HF Trainer's no-weight-decay group */
+};
+
+typedef struct hft_param {
+    const char *name;
+    hft_tensor *value;
+    hft_tensor *grad; /* a view into the flat buffer; NULL when frozen */
+    uint32_t tags;
+    int bucket;          /* all-reduce bucket, -1 when frozen */
+    int64_t grad_offset; /* in the flat buffer, elements */
+} hft_param;
+
+typedef struct hft_paramset hft_paramset;
+hft_paramset *hft_paramset_new(void);
+void hft_paramset_free(hft_paramset *ps); /* frees the value tensors it owns, and the gradients */
+/* Adds a parameter; the set takes ownership of `value`. Names must be unique. Not after finalize. */
+hft_status hft_paramset_add(hft_paramset *ps, const char *name, hft_tensor *value, uint32_t tags);
+/* Allocates the flat gradient buffer and sets every trainable value to require grad. */
+hft_status hft_paramset_finalize(hft_paramset *ps, size_t bucket_bytes);
+int hft_paramset_count(const hft_paramset *ps);
+hft_param *hft_paramset_get(hft_paramset *ps, int index);
+hft_param *hft_paramset_find(hft_paramset *ps, const char *name);
+/* The flat f32 gradient buffer (NULL when nothing trains) and its element count. */
+hft_tensor *hft_paramset_grads(hft_paramset *ps);
+int64_t hft_paramset_trainable_numel(const hft_paramset *ps);
+int hft_paramset_bucket_count(const hft_paramset *ps);
+/* Marks every gradient as zero without touching memory (the next backward overwrites). */
+void hft_paramset_zero_grad(hft_paramset *ps);
+/* Writes zeros into the gradients no backward has written since zero_grad, so the flat buffer can be
+ * read whole (clipping, all-reduce). */
+void hft_paramset_materialize_grads(hft_paramset *ps);
 
 /* ---------------------------------------------------------------- backward */
 

@@ -122,6 +122,8 @@ void hft_ctx_release(hft_ctx *ctx, hft_arena_mark m) {
     ctx->data.off = m.data_offset;
     h->cur = m.header_chunk;
     h->off = m.header_offset;
+    ctx->data.used = m.data_used;
+    h->used = m.header_used;
 }
 
 /* ---------------------------------------------------------------- helpers for ops */
@@ -136,6 +138,15 @@ hft_tensor *ag_fail(hft_ctx *ctx, hft_status status, const char *fmt, ...) {
         hft_error(status, "%s", ctx->error);
     }
     return NULL;
+}
+
+hft_tensor *hft_ctx_fail(hft_ctx *ctx, hft_status status, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return ag_fail(ctx, status, "%s", msg);
 }
 
 bool ag_check(hft_ctx *ctx, const char *op, int n, hft_tensor *const *inputs) {

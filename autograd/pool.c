@@ -1,7 +1,9 @@
 /* The gradient pool: blocks in size classes four to a doubling (at most 25% slack), kept on free lists
  * when released. Backward takes each activation gradient from here and returns it as soon as the node
- * that consumes it has run, so peak memory holds only the gradients alive at once; after the first
- * step every request is served from the free lists. */
+ * that consumes it has run, so peak memory holds only the gradients alive at once. A request whose class
+ * is empty takes the smallest free block of a larger class before asking the heap: once a step at the
+ * longest sequence length has run, a shorter step's requests (each no larger than its counterpart) are
+ * served by the blocks that step left, and nothing more is allocated. */
 #include "autograd/internal.h"
 
 #include <stdlib.h>
@@ -56,9 +58,13 @@ void pool_free_all(pool *p) {
 void *pool_alloc(pool *p, size_t bytes) {
     int c = class_of(bytes ? bytes : 1);
     if (c >= POOL_CLASSES) return NULL;
-    block_header *h = p->free[c];
+    block_header *h = NULL;
+    for (int k = c; k < POOL_CLASSES && !h; k++) {
+        h = p->free[k];
+        if (h) p->free[k] = h->next;
+    }
     if (h) {
-        p->free[c] = h->next;
+        c = h->cls;
     } else {
         h = aligned_alloc(HEADER, HEADER + class_size(c));
         if (!h) return NULL;

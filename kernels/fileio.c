@@ -53,7 +53,8 @@ hft_status hft_atomic_commit(hft_atomic_file *f) {
         st = hft_error(HFT_EIO, "%s: write failed: %s", f->final_path, strerror(errno));
     else if (fsync(fileno(f->fp)) != 0)
         st = hft_error(HFT_EIO, "%s: fsync failed: %s", f->final_path, strerror(errno));
-    if (fclose(f->fp) != 0 && st == HFT_OK) st = hft_error(HFT_EIO, "%s: close failed: %s", f->final_path, strerror(errno));
+    if (fclose(f->fp) != 0 && st == HFT_OK)
+        st = hft_error(HFT_EIO, "%s: close failed: %s", f->final_path, strerror(errno));
     f->fp = NULL;
     if (st == HFT_OK && rename(f->tmp_path, f->final_path) != 0)
         st = hft_error(HFT_EIO, "%s: rename from %s failed: %s", f->final_path, f->tmp_path, strerror(errno));

@@ -225,8 +225,8 @@ typedef struct hft_softmax_args {
 } hft_softmax_args;
 
 /* Layer norm / RMS norm over the last axis of contiguous [rows, cols] arrays. mean and rstd are per
- * row in the data's dtype (mean unused for RMS norm). Backward accumulates weight/bias grads over rows in fixed
- * chunks, combined in order, using `scratch` (hft_norm_scratch_bytes). */
+ * row in the data's dtype (mean unused for RMS norm). Backward accumulates weight/bias grads over rows in
+ * fixed chunks, combined in order, using `scratch` (hft_norm_scratch_bytes). */
 typedef struct hft_norm_args {
     bool rms;
     int64_t rows, cols;
@@ -265,8 +265,9 @@ typedef struct hft_dropout_args {
 } hft_dropout_args;
 
 /* Cross-entropy over rows of logits [rows, classes] with integer targets. Forward writes per-row
- * losses (0 for ignored rows) and lse; backward writes dlogits = scale * (softmax - smoothed one-hot),
- * zero for ignored rows. label smoothing as torch: (1-ε)·nll + ε·mean_c(-log p_c). */
+ * losses (0 for ignored rows) and lse (optional); backward writes dlogits = scale * (softmax - smoothed
+ * one-hot), zero for ignored rows, and may run in place (dlogits == logits, accumulate false). label
+ * smoothing as torch: (1-ε)·nll + ε·mean_c(-log p_c). Targets are in range (the caller checks). */
 typedef struct hft_xent_args {
     int64_t rows, classes;
     int64_t ld; /* row stride of logits / dlogits */
@@ -276,7 +277,7 @@ typedef struct hft_xent_args {
     int64_t ignore_index;
     double label_smoothing;
     void *row_loss; /* forward: [rows], same dtype as logits */
-    float *lse;     /* [rows] */
+    void *lse;      /* [rows], same dtype as logits (f64 for the gradient checks) */
     void *dlogits;  /* backward */
     double scale;
     bool accumulate;
@@ -300,7 +301,8 @@ typedef struct hft_rope_args {
 } hft_rope_args;
 
 /* Fused scaled dot-product attention. q [B, Tq, Hq, D], k and v [B, Tk, Hkv, D] with Hq a multiple of
- * Hkv; D contiguous, other strides free. o and do [B, Tq, Hq, D] contiguous; lse [B, Hq, Tq] f32.
+ * Hkv; D contiguous, other strides free. o and do [B, Tq, Hq, D] contiguous; lse [B, Hq, Tq] in the data's
+ * dtype (f64 for the gradient checks; -inf for a row with no visible key).
  * Key j is visible to query i when: causal → j <= i + (Tk - Tq) (bottom-right aligned); key_mask
  * (u8 [B, Tk], 0 = padding) is set; segment ids (i32) are equal. A row with no visible key outputs
  * zeros. Dropout on the probabilities draws element (b, h, i, j) as sample sample0 + b, offset
@@ -319,7 +321,7 @@ typedef struct hft_attn_args {
     int64_t k_sb, k_st, k_sh;
     int64_t v_sb, v_st, v_sh;
     void *o;
-    float *lse;
+    void *lse;
     /* backward */
     const void *dout;
     void *dq, *dk, *dv; /* NULL when not wanted; strides as below, D contiguous */

@@ -112,35 +112,52 @@ static void copy_row(const hft_copy_args *a, char *dst, int64_t ds, const char *
         store_from_double(dt, dst + (size_t)(i * ds) * des, load_as_double(st, src + (size_t)(i * ss) * ses));
 }
 
-void KFN(cpu_copy)(const hft_copy_args *a) {
-    const hft_kview *views[2] = {&a->dst, &a->src};
+typedef struct copy_job {
+    const hft_copy_args *a;
     int nd;
     int64_t shape[HFT_MAX_DIMS], st[2][HFT_MAX_DIMS];
-    cpu_coalesce(2, views, &nd, shape, st);
-    size_t des = hft_dtype_size(a->dst_dtype), ses = hft_dtype_size(a->src_dtype);
-    int64_t inner = shape[nd - 1], rows = 1;
-    for (int d = 0; d < nd - 1; d++) rows *= shape[d];
-    char *dst = (char *)a->dst.data;
-    const char *src = (const char *)a->src.data;
-    if (rows == 1) {
-        int64_t chunk = 65536, tasks = (inner + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (tasks > 1)
-        for (int64_t t = 0; t < tasks; t++) {
-            int64_t i0 = t * chunk, m = inner - i0 < chunk ? inner - i0 : chunk;
-            copy_row(a, dst + (size_t)(i0 * st[0][0]) * des, st[0][0], src + (size_t)(i0 * st[1][0]) * ses,
-                     st[1][0], m);
-        }
-        return;
+    size_t des, ses;
+    int64_t chunk;
+} copy_job;
+
+/* One long row cut into chunks: tasks [t0, t1). */
+static void copy_chunks(int64_t t0, int64_t t1, void *p) {
+    const copy_job *j = p;
+    int64_t inner = j->shape[0];
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t i0 = t * j->chunk, m = inner - i0 < j->chunk ? inner - i0 : j->chunk;
+        copy_row(j->a, (char *)j->a->dst.data + (size_t)(i0 * j->st[0][0]) * j->des, j->st[0][0],
+                 (const char *)j->a->src.data + (size_t)(i0 * j->st[1][0]) * j->ses, j->st[1][0], m);
     }
-#pragma omp parallel for schedule(static) if (rows * inner > 65536)
-    for (int64_t r = 0; r < rows; r++) {
+}
+
+static void copy_rows(int64_t r0, int64_t r1, void *p) {
+    const copy_job *j = p;
+    int nd = j->nd;
+    for (int64_t r = r0; r < r1; r++) {
         int64_t doff = 0, soff = 0, rem = r;
         for (int d = nd - 2; d >= 0; d--) {
-            int64_t i = rem % shape[d];
-            rem /= shape[d];
-            doff += i * st[0][d];
-            soff += i * st[1][d];
+            int64_t i = rem % j->shape[d];
+            rem /= j->shape[d];
+            doff += i * j->st[0][d];
+            soff += i * j->st[1][d];
         }
-        copy_row(a, dst + (size_t)doff * des, st[0][nd - 1], src + (size_t)soff * ses, st[1][nd - 1], inner);
+        copy_row(j->a, (char *)j->a->dst.data + (size_t)doff * j->des, j->st[0][nd - 1],
+                 (const char *)j->a->src.data + (size_t)soff * j->ses, j->st[1][nd - 1], j->shape[nd - 1]);
     }
+}
+
+void KFN(cpu_copy)(const hft_copy_args *a) {
+    copy_job j = {
+        .a = a, .des = hft_dtype_size(a->dst_dtype), .ses = hft_dtype_size(a->src_dtype), .chunk = 65536};
+    const hft_kview *views[2] = {&a->dst, &a->src};
+    cpu_coalesce(2, views, &j.nd, j.shape, j.st);
+    int64_t inner = j.shape[j.nd - 1], rows = 1;
+    for (int d = 0; d < j.nd - 1; d++) rows *= j.shape[d];
+    if (rows == 1) {
+        int64_t tasks = (inner + j.chunk - 1) / j.chunk;
+        hft_parallel_range(tasks, tasks > 1, copy_chunks, &j);
+        return;
+    }
+    hft_parallel_range(rows, rows * inner > 65536, copy_rows, &j);
 }

@@ -5,6 +5,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/strided.h"
 
 void KFN(cpu_register_gemm)(hft_kernels *t);

@@ -1,6 +1,25 @@
-/* Placeholder until the dropout kernels land: registers nothing, so autograd reports the op as missing. */
+/* Dropout kernels on the CPU, f32 and f64. The mask is never stored: it is a function of the Philox key,
+ * the global sample index and the element's offset in its sample, so backward draws it again. */
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/philox.h"
+
+#define T   float
+#define SFX f32
+#define T_IS_F32
+#include "kernels/cpu/dtype_template.h"
+#include "kernels/cpu/dropout_impl.h"
+#undef T
+#undef SFX
+#undef T_IS_F32
+
+#define T   double
+#define SFX f64
+#include "kernels/cpu/dtype_template.h"
+#include "kernels/cpu/dropout_impl.h"
+#undef T
+#undef SFX
 
 void KFN(cpu_register_dropout)(hft_kernels *t) {
-    (void)t;
+    t->dropout[HFT_F32] = FN2(dropout, f32);
+    t->dropout[HFT_F64] = FN2(dropout, f64);
 }

@@ -1,54 +1,122 @@
-/* GEMM on the CPU: OpenBLAS's sgemm/dgemm. Transposed operands are passed as flags, never copied; a
- * transposed destination is computed as Cᵀ = op(B)ᵀ op(A)ᵀ. Small batched GEMMs run one per thread
- * (OpenBLAS stays single-threaded inside an OpenMP region); large ones use OpenBLAS's threads. */
+/* GEMM on the CPU: OpenBLAS's single-threaded sgemm/dgemm, parallelised here. OpenBLAS itself is kept at
+ * one thread (runtime.c): its OpenMP build mallocs a job table on every threaded call, and splitting a
+ * GEMM into one column (or row) slice per thread measured as fast or faster at training shapes. Small
+ * batched GEMMs run one per thread. Transposed operands are passed as flags, never copied; a transposed
+ * destination is computed as Cᵀ = op(B)ᵀ op(A)ᵀ. */
 #include "kernels/cpu/cpu_internal.h"
 
 #include <cblas.h>
+#include <omp.h>
 
-#define SMALL_GEMM_FLOPS (1L << 22)
+/* Below this many flops a GEMM runs on one thread: a parallel region costs a few microseconds. */
+#define PARALLEL_GEMM_FLOPS (1 << 21)
+/* Slice boundaries fall on multiples of this, so every thread's slice starts cache-line aligned. */
+#define SLICE_ALIGN 16
 
-static void gemm_one(hft_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
-                     const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
-                     int64_t ldc) {
+typedef struct gemm_op {
+    hft_dtype dt;
+    bool ta, tb;
+    int64_t m, n, k;
+    double alpha, beta;
+    const char *a, *b;
+    int64_t lda, ldb, ldc;
+    char *c;
+    int64_t parts;
+    bool split_n;
+} gemm_op;
+
+static void gemm_one(const gemm_op *g, int64_t m, int64_t n, const char *a, const char *b, char *c) {
     if (m == 0 || n == 0) return;
-    enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
-    if (dt == HFT_F32)
-        cblas_sgemm(CblasRowMajor, opa, opb, (int)m, (int)n, (int)k, (float)alpha, (const float *)a, (int)lda,
-                    (const float *)b, (int)ldb, (float)beta, (float *)c, (int)ldc);
+    enum CBLAS_TRANSPOSE opa = g->ta ? CblasTrans : CblasNoTrans, opb = g->tb ? CblasTrans : CblasNoTrans;
+    if (g->dt == HFT_F32)
+        cblas_sgemm(CblasRowMajor, opa, opb, (int)m, (int)n, (int)g->k, (float)g->alpha, (const float *)a,
+                    (int)g->lda, (const float *)b, (int)g->ldb, (float)g->beta, (float *)c, (int)g->ldc);
     else
-        cblas_dgemm(CblasRowMajor, opa, opb, (int)m, (int)n, (int)k, alpha, (const double *)a, (int)lda,
-                    (const double *)b, (int)ldb, beta, (double *)c, (int)ldc);
+        cblas_dgemm(CblasRowMajor, opa, opb, (int)m, (int)n, (int)g->k, g->alpha, (const double *)a,
+                    (int)g->lda, (const double *)b, (int)g->ldb, g->beta, (double *)c, (int)g->ldc);
 }
 
-static void gemm(hft_dtype dt, const hft_gemm_args *g) {
-    size_t es = hft_dtype_size(dt);
-    bool ta = g->trans_a, tb = g->trans_b;
-    int64_t m = g->m, n = g->n;
-    const char *a = (const char *)g->a, *b = (const char *)g->b;
-    int64_t lda = g->lda, ldb = g->ldb, sa = g->stride_a, sb = g->stride_b;
-    if (g->trans_c) { /* Cᵀ = op(B)ᵀ op(A)ᵀ */
-        const char *t = a;
-        a = b;
-        b = t;
-        bool tt = ta;
-        ta = !tb;
-        tb = !tt;
-        int64_t tl = lda;
-        lda = ldb;
-        ldb = tl;
-        int64_t ts = sa;
-        sa = sb;
-        sb = ts;
-        m = g->n;
-        n = g->m;
+static int64_t slice_start(int64_t total, int64_t parts, int64_t i) {
+    if (i >= parts) return total;
+    int64_t s = total * i / parts;
+    return i == 0 ? 0 : s - s % SLICE_ALIGN;
+}
+
+/* Slices [p0, p1) of one GEMM: columns of C when split_n, else rows. */
+static void gemm_slices(int64_t p0, int64_t p1, void *job) {
+    const gemm_op *g = job;
+    size_t es = hft_dtype_size(g->dt);
+    for (int64_t p = p0; p < p1; p++) {
+        if (g->split_n) {
+            int64_t n0 = slice_start(g->n, g->parts, p), n1 = slice_start(g->n, g->parts, p + 1);
+            const char *b = g->b + (size_t)(g->tb ? n0 * g->ldb : n0) * es;
+            gemm_one(g, g->m, n1 - n0, g->a, b, g->c + (size_t)n0 * es);
+        } else {
+            int64_t m0 = slice_start(g->m, g->parts, p), m1 = slice_start(g->m, g->parts, p + 1);
+            const char *a = g->a + (size_t)(g->ta ? m0 : m0 * g->lda) * es;
+            gemm_one(g, m1 - m0, g->n, a, g->b, g->c + (size_t)(m0 * g->ldc) * es);
+        }
     }
-    char *c = (char *)g->c;
-    int64_t batch = g->batch > 0 ? g->batch : 1;
+}
+
+/* One GEMM over the thread pool: split along the longer side of C into one slice per thread. */
+static void gemm_parallel(gemm_op *g) {
+    double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k;
+    int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    g->split_n = g->n >= g->m;
+    int64_t side = g->split_n ? g->n : g->m;
+    g->parts = flops < PARALLEL_GEMM_FLOPS ? 1 : threads;
+    if (g->parts > side / SLICE_ALIGN) g->parts = side / SLICE_ALIGN > 0 ? side / SLICE_ALIGN : 1;
+    hft_parallel_range(g->parts, g->parts > 1, gemm_slices, g);
+}
+
+typedef struct batch_job {
+    gemm_op g;
+    int64_t sa, sb, sc;
+} batch_job;
+
+/* Batch entries [i0, i1), one single-threaded GEMM each. */
+static void gemm_batch_entries(int64_t i0, int64_t i1, void *job) {
+    const batch_job *j = job;
+    size_t es = hft_dtype_size(j->g.dt);
+    for (int64_t i = i0; i < i1; i++)
+        gemm_one(&j->g, j->g.m, j->g.n, j->g.a + (size_t)(i * j->sa) * es, j->g.b + (size_t)(i * j->sb) * es,
+                 j->g.c + (size_t)(i * j->sc) * es);
+}
+
+static void gemm(hft_dtype dt, const hft_gemm_args *args) {
+    size_t es = hft_dtype_size(dt);
+    batch_job j = {.g = {.dt = dt,
+                         .ta = args->trans_a,
+                         .tb = args->trans_b,
+                         .m = args->m,
+                         .n = args->n,
+                         .k = args->k,
+                         .alpha = args->alpha,
+                         .beta = args->beta,
+                         .a = args->a,
+                         .b = args->b,
+                         .lda = args->lda,
+                         .ldb = args->ldb,
+                         .ldc = args->ldc,
+                         .c = args->c},
+                   .sa = args->stride_a,
+                   .sb = args->stride_b,
+                   .sc = args->stride_c};
+    gemm_op *g = &j.g;
+    if (args->trans_c) { /* Cᵀ = op(B)ᵀ op(A)ᵀ */
+        g->a = args->b, g->b = args->a;
+        g->ta = !args->trans_b, g->tb = !args->trans_a;
+        g->lda = args->ldb, g->ldb = args->lda;
+        j.sa = args->stride_b, j.sb = args->stride_a;
+        g->m = args->n, g->n = args->m;
+    }
+    int64_t batch = args->batch > 0 ? args->batch : 1;
     if (g->k == 0) { /* an empty sum: C = beta C */
-        for (int64_t i = 0; i < batch && (g->stride_c != 0 || i == 0); i++) {
-            hft_kview v = {.data = c + (size_t)(i * g->stride_c) * es,
+        for (int64_t i = 0; i < batch && (j.sc != 0 || i == 0); i++) {
+            hft_kview v = {.data = g->c + (size_t)(i * j.sc) * es,
                            .ndim = 2,
-                           .shape = {m, n},
+                           .shape = {g->m, g->n},
                            .stride = {g->ldc, 1}};
             if (g->beta == 0)
                 KFN(cpu_fill)(dt, &v, 0.0);
@@ -57,18 +125,21 @@ static void gemm(hft_dtype dt, const hft_gemm_args *g) {
         }
         return;
     }
-    if (g->stride_c == 0) { /* sum over the batch, in order */
-        for (int64_t i = 0; i < batch; i++)
-            gemm_one(dt, ta, tb, m, n, g->k, g->alpha, a + (size_t)(i * sa) * es, lda,
-                     b + (size_t)(i * sb) * es, ldb, i == 0 ? g->beta : 1.0, c, g->ldc);
+    double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k;
+    if (j.sc != 0 && batch > 1 && flops < PARALLEL_GEMM_FLOPS) { /* many small GEMMs: one per thread */
+        hft_parallel_range(batch, true, gemm_batch_entries, &j);
         return;
     }
-    double flops = 2.0 * (double)m * (double)n * (double)g->k;
-    bool per_thread = batch > 1 && flops < SMALL_GEMM_FLOPS;
-#pragma omp parallel for schedule(static) if (per_thread)
-    for (int64_t i = 0; i < batch; i++)
-        gemm_one(dt, ta, tb, m, n, g->k, g->alpha, a + (size_t)(i * sa) * es, lda, b + (size_t)(i * sb) * es,
-                 ldb, g->beta, c + (size_t)(i * g->stride_c) * es, g->ldc);
+    const char *a0 = g->a, *b0 = g->b;
+    char *c0 = g->c;
+    double beta = g->beta;
+    for (int64_t i = 0; i < batch; i++) { /* with stride_c 0 the batch sums into one C, in order */
+        g->a = a0 + (size_t)(i * j.sa) * es;
+        g->b = b0 + (size_t)(i * j.sb) * es;
+        g->c = c0 + (size_t)(i * j.sc) * es;
+        g->beta = (j.sc == 0 && i > 0) ? 1.0 : beta;
+        gemm_parallel(g);
+    }
 }
 
 static void gemm_f32(const hft_gemm_args *g) {

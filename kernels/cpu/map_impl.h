@@ -185,51 +185,67 @@ static void FN(map_row)(FN(map_inner_fn) fn, int n_in, int64_t n, T *o, int64_t 
     }
 }
 
-static void FN(map)(const hft_map_args *args) {
-    FN(map_inner_fn) fn = FN(map_inner_for)(args->op, args->alpha);
-    int n_ops = 1 + args->n_in;
-    const hft_kview *views[4] = {&args->out, &args->in[0], &args->in[1], &args->in[2]};
-    int ndim;
+typedef struct FN(map_job) {
+    FN(map_inner_fn) fn;
+    int n_in, n_ops, ndim;
     int64_t shape[HFT_MAX_DIMS], strides[4][HFT_MAX_DIMS];
-    cpu_coalesce(n_ops, views, &ndim, shape, strides);
-    T alpha = (T)args->alpha;
-    int acc = args->accumulate;
-    int64_t inner = shape[ndim - 1];
-    int64_t rows = 1;
-    for (int d = 0; d < ndim - 1; d++) rows *= shape[d];
-    T *out = (T *)args->out.data;
-    const T *in[3] = {NULL, NULL, NULL};
-    int64_t is[3] = {0, 0, 0};
-    for (int k = 0; k < args->n_in; k++) {
-        in[k] = (const T *)args->in[k].data;
-        is[k] = strides[k + 1][ndim - 1];
+    T *out;
+    const T *in[3];
+    int64_t os, is[3], inner, chunk;
+    T alpha;
+    int acc;
+} FN(map_job);
+
+/* One long row cut into chunks: tasks [t0, t1). */
+static void FN(map_chunks)(int64_t t0, int64_t t1, void *p) {
+    const FN(map_job) *j = p;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t i0 = t * j->chunk, m = j->inner - i0 < j->chunk ? j->inner - i0 : j->chunk;
+        const T *in[3];
+        for (int k = 0; k < 3; k++) in[k] = j->in[k] ? j->in[k] + i0 * j->is[k] : NULL;
+        FN(map_row)(j->fn, j->n_in, m, j->out + i0 * j->os, j->os, in, j->is, j->alpha, j->acc);
     }
-    int64_t os = strides[0][ndim - 1];
-    int64_t total = rows * inner;
-    if (rows == 1) {
-        /* one long row: split it into chunks, one task each */
-        int64_t chunk = 16384;
-        int64_t tasks = (inner + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (tasks > 1)
-        for (int64_t t = 0; t < tasks; t++) {
-            int64_t i0 = t * chunk, m = inner - i0 < chunk ? inner - i0 : chunk;
-            const T *p[3];
-            for (int k = 0; k < 3; k++) p[k] = in[k] ? in[k] + i0 * is[k] : NULL;
-            FN(map_row)(fn, args->n_in, m, out + i0 * os, os, p, is, alpha, acc);
+}
+
+/* Rows [r0, r1) of the coalesced iteration space. */
+static void FN(map_rows)(int64_t r0, int64_t r1, void *p) {
+    const FN(map_job) *j = p;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t off[4] = {0, 0, 0, 0}, rem = r;
+        for (int d = j->ndim - 2; d >= 0; d--) {
+            int64_t idx = rem % j->shape[d];
+            rem /= j->shape[d];
+            for (int k = 0; k < j->n_ops; k++) off[k] += idx * j->strides[k][d];
         }
+        const T *in[3];
+        for (int k = 0; k < 3; k++) in[k] = j->in[k] ? j->in[k] + off[k + 1] : NULL;
+        FN(map_row)(j->fn, j->n_in, j->inner, j->out + off[0], j->os, in, j->is, j->alpha, j->acc);
+    }
+}
+
+static void FN(map)(const hft_map_args *args) {
+    FN(map_job)
+    j = {.fn = FN(map_inner_for)(args->op, args->alpha),
+         .n_in = args->n_in,
+         .n_ops = 1 + args->n_in,
+         .alpha = (T)args->alpha,
+         .acc = args->accumulate,
+         .out = (T *)args->out.data};
+    const hft_kview *views[4] = {&args->out, &args->in[0], &args->in[1], &args->in[2]};
+    cpu_coalesce(j.n_ops, views, &j.ndim, j.shape, j.strides);
+    j.inner = j.shape[j.ndim - 1];
+    int64_t rows = 1;
+    for (int d = 0; d < j.ndim - 1; d++) rows *= j.shape[d];
+    for (int k = 0; k < args->n_in; k++) {
+        j.in[k] = (const T *)args->in[k].data;
+        j.is[k] = j.strides[k + 1][j.ndim - 1];
+    }
+    j.os = j.strides[0][j.ndim - 1];
+    if (rows == 1) { /* one long row: chunks, one task each */
+        j.chunk = 16384;
+        int64_t tasks = (j.inner + j.chunk - 1) / j.chunk;
+        hft_parallel_range(tasks, tasks > 1, FN(map_chunks), &j);
         return;
     }
-#pragma omp parallel for schedule(static) if (total > 32768)
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t off[4] = {0, 0, 0, 0};
-        int64_t rem = r;
-        for (int d = ndim - 2; d >= 0; d--) {
-            int64_t idx = rem % shape[d];
-            rem /= shape[d];
-            for (int k = 0; k < n_ops; k++) off[k] += idx * strides[k][d];
-        }
-        const T *p[3];
-        for (int k = 0; k < 3; k++) p[k] = in[k] ? in[k] + off[k + 1] : NULL;
-        FN(map_row)(fn, args->n_in, inner, out + off[0], os, p, is, alpha, acc);
-    }
+    hft_parallel_range(rows, rows * j.inner > 32768, FN(map_rows), &j);
 }

@@ -35,19 +35,29 @@ static double FN(strided_sum)(const T *x, int64_t n, int64_t stride) {
     return total;
 }
 
+typedef struct FN(sum_job) {
+    const T *x;
+    int64_t n, first_block;
+    double *partial;
+} FN(sum_job);
+
+static void FN(sum_blocks)(int64_t b0, int64_t b1, void *p) {
+    const FN(sum_job) *j = p;
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t i0 = (j->first_block + b) * SUM_BLOCK;
+        j->partial[b] = FN(block_sum)(j->x + i0, j->n - i0 < SUM_BLOCK ? j->n - i0 : SUM_BLOCK);
+    }
+}
+
 static double FN(sum)(const void *xv, int64_t n) {
-    const T *x = (const T *)xv;
     int64_t blocks = (n + SUM_BLOCK - 1) / SUM_BLOCK;
     double total = 0;
     enum { GROUP = 512 };
     double partial[GROUP];
-    for (int64_t g0 = 0; g0 < blocks; g0 += GROUP) {
-        int64_t gn = blocks - g0 < GROUP ? blocks - g0 : GROUP;
-#pragma omp parallel for schedule(static) if (gn > 1)
-        for (int64_t b = 0; b < gn; b++) {
-            int64_t i0 = (g0 + b) * SUM_BLOCK;
-            partial[b] = FN(block_sum)(x + i0, n - i0 < SUM_BLOCK ? n - i0 : SUM_BLOCK);
-        }
+    FN(sum_job) j = {.x = (const T *)xv, .n = n, .partial = partial};
+    for (j.first_block = 0; j.first_block < blocks; j.first_block += GROUP) {
+        int64_t gn = blocks - j.first_block < GROUP ? blocks - j.first_block : GROUP;
+        hft_parallel_range(gn, gn > 1, FN(sum_blocks), &j);
         for (int64_t b = 0; b < gn; b++) total += partial[b];
     }
     return total;
@@ -79,6 +89,73 @@ static double FN(sum_reduced)(const T *base, int nr, const int64_t *rshape, cons
         }
     }
     return total;
+}
+
+#ifndef REDUCE_CB
+#define REDUCE_CB 64  /* columns per task */
+#define REDUCE_RB 256 /* rows summed in T before adding to the f64 total */
+#endif
+
+typedef struct FN(reduce_job) {
+    const T *x;
+    T *out;
+    double alpha;
+    int acc, nk, nr;
+    int64_t kshape[HFT_MAX_DIMS], kout[HFT_MAX_DIMS], kin[HFT_MAX_DIMS];
+    int64_t rshape[HFT_MAX_DIMS], rin[HFT_MAX_DIMS];
+    int64_t ncols, cblocks, rtotal;
+} FN(reduce_job);
+
+/* Offsets into out and in of the kept-dims index `k`, over the first `nk` kept dims. */
+static void FN(kept_offsets)(const FN(reduce_job) * j, int nk, int64_t k, int64_t *ooff, int64_t *ioff) {
+    *ooff = *ioff = 0;
+    for (int d = nk - 1; d >= 0; d--) {
+        int64_t i = k % j->kshape[d];
+        k /= j->kshape[d];
+        *ooff += i * j->kout[d];
+        *ioff += i * j->kin[d];
+    }
+}
+
+/* Tasks [t0, t1): a block of up to REDUCE_CB columns of one outer kept index, summed over every reduced
+ * row in order — in blocks of REDUCE_RB rows, blocks combined in f64. */
+static void FN(reduce_columns)(int64_t t0, int64_t t1, void *p) {
+    const FN(reduce_job) *j = p;
+    for (int64_t task = t0; task < t1; task++) {
+        int64_t ko = task / j->cblocks, c0 = (task % j->cblocks) * REDUCE_CB;
+        int64_t cn = j->ncols - c0 < REDUCE_CB ? j->ncols - c0 : REDUCE_CB;
+        int64_t ooff, ioff;
+        FN(kept_offsets)(j, j->nk - 1, ko, &ooff, &ioff);
+        double total[REDUCE_CB] = {0};
+        T blk[REDUCE_CB];
+        int64_t ridx[HFT_MAX_DIMS] = {0}, roff = 0;
+        for (int64_t r0 = 0; r0 < j->rtotal; r0 += REDUCE_RB) {
+            int64_t rn = j->rtotal - r0 < REDUCE_RB ? j->rtotal - r0 : REDUCE_RB;
+            for (int64_t c = 0; c < cn; c++) blk[c] = 0;
+            for (int64_t r = 0; r < rn; r++) {
+                const T *row = j->x + ioff + roff + c0;
+                for (int64_t c = 0; c < cn; c++) blk[c] += row[c];
+                for (int d = j->nr - 1; d >= 0; d--) { /* odometer over the reduced dims */
+                    ridx[d]++;
+                    roff += j->rin[d];
+                    if (ridx[d] < j->rshape[d]) break;
+                    roff -= j->rin[d] * j->rshape[d];
+                    ridx[d] = 0;
+                }
+            }
+            for (int64_t c = 0; c < cn; c++) total[c] += (double)blk[c];
+        }
+        for (int64_t c = 0; c < cn; c++) FN(store)(j->out + ooff + c0 + c, total[c], j->alpha, j->acc);
+    }
+}
+
+static void FN(reduce_general)(int64_t o0, int64_t o1, void *p) {
+    const FN(reduce_job) *j = p;
+    for (int64_t o = o0; o < o1; o++) {
+        int64_t ooff, ioff;
+        FN(kept_offsets)(j, j->nk, o, &ooff, &ioff);
+        FN(store)(j->out + ooff, FN(sum_reduced)(j->x + ioff, j->nr, j->rshape, j->rin), j->alpha, j->acc);
+    }
 }
 
 static void FN(reduce)(const hft_reduce_args *args) {
@@ -123,82 +200,55 @@ static void FN(reduce)(const hft_reduce_args *args) {
         FN(store)(out, FN(sum)(x, rshape[0]), alpha, acc);
         return;
     }
+    FN(reduce_job) j = {.x = x, .out = out, .alpha = alpha, .acc = acc, .nk = nk, .nr = nr};
+    memcpy(j.kshape, kshape, sizeof kshape);
+    memcpy(j.kout, kout, sizeof kout);
+    memcpy(j.kin, kin, sizeof kin);
+    memcpy(j.rshape, rshape, sizeof rshape);
+    memcpy(j.rin, rin, sizeof rin);
     /* Columns: the innermost dim is kept and unit-stride in both; sum whole rows into column blocks. */
     if (nd >= 2 && nk >= 1 && st[0][nd - 1] == 1 && st[1][nd - 1] == 1 && shape[nd - 1] > 1) {
-        int64_t ncols = kshape[nk - 1];
-        int64_t outer_k = nout / ncols;
-        enum { CB = 64, RB = 256 };
-        int64_t cblocks = (ncols + CB - 1) / CB;
-        int64_t rtotal = 1;
-        for (int d = 0; d < nr; d++) rtotal *= rshape[d];
-#pragma omp parallel for schedule(static) if (outer_k * cblocks > 1 && nout * rtotal > 32768)
-        for (int64_t task = 0; task < outer_k * cblocks; task++) {
-            int64_t ko = task / cblocks, c0 = (task % cblocks) * CB;
-            int64_t cn = ncols - c0 < CB ? ncols - c0 : CB;
-            int64_t ooff = 0, ioff = 0, rem = ko;
-            for (int d = nk - 2; d >= 0; d--) {
-                int64_t i = rem % kshape[d];
-                rem /= kshape[d];
-                ooff += i * kout[d];
-                ioff += i * kin[d];
-            }
-            double total[CB] = {0};
-            T blk[CB];
-            int64_t ridx[HFT_MAX_DIMS] = {0}, roff = 0;
-            for (int64_t r0 = 0; r0 < rtotal; r0 += RB) {
-                int64_t rn = rtotal - r0 < RB ? rtotal - r0 : RB;
-                for (int64_t c = 0; c < cn; c++) blk[c] = 0;
-                for (int64_t r = 0; r < rn; r++) {
-                    const T *row = x + ioff + roff + c0;
-                    for (int64_t c = 0; c < cn; c++) blk[c] += row[c];
-                    for (int d = nr - 1; d >= 0; d--) {
-                        ridx[d]++;
-                        roff += rin[d];
-                        if (ridx[d] < rshape[d]) break;
-                        roff -= rin[d] * rshape[d];
-                        ridx[d] = 0;
-                    }
-                }
-                for (int64_t c = 0; c < cn; c++) total[c] += (double)blk[c];
-            }
-            for (int64_t c = 0; c < cn; c++) FN(store)(out + ooff + c0 + c, total[c], alpha, acc);
-        }
+        j.ncols = kshape[nk - 1];
+        j.cblocks = (j.ncols + REDUCE_CB - 1) / REDUCE_CB;
+        j.rtotal = 1;
+        for (int d = 0; d < nr; d++) j.rtotal *= rshape[d];
+        int64_t tasks = nout / j.ncols * j.cblocks;
+        hft_parallel_range(tasks, tasks > 1 && nout * j.rtotal > 32768, FN(reduce_columns), &j);
         return;
     }
     /* General: one output element per task, its reduced elements summed in order. */
-#pragma omp parallel for schedule(static) if (nout > 1 && cpu_numel(in) > 32768)
-    for (int64_t o = 0; o < nout; o++) {
-        int64_t ooff = 0, ioff = 0, rem = o;
-        for (int d = nk - 1; d >= 0; d--) {
-            int64_t i = rem % kshape[d];
-            rem /= kshape[d];
-            ooff += i * kout[d];
-            ioff += i * kin[d];
+    hft_parallel_range(nout, nout > 1 && cpu_numel(in) > 32768, FN(reduce_general), &j);
+}
+
+typedef struct FN(fill_job) {
+    T *p;
+    T v;
+    int nd;
+    int64_t shape[HFT_MAX_DIMS], st[1][HFT_MAX_DIMS];
+} FN(fill_job);
+
+static void FN(fill_rows)(int64_t r0, int64_t r1, void *pj) {
+    const FN(fill_job) *j = pj;
+    int64_t inner = j->shape[j->nd - 1], is = j->st[0][j->nd - 1];
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t off = 0, rem = r;
+        for (int d = j->nd - 2; d >= 0; d--) {
+            off += (rem % j->shape[d]) * j->st[0][d];
+            rem /= j->shape[d];
         }
-        FN(store)(out + ooff, FN(sum_reduced)(x + ioff, nr, rshape, rin), alpha, acc);
+        T *row = j->p + off;
+        if (is == 1)
+            for (int64_t i = 0; i < inner; i++) row[i] = j->v;
+        else
+            for (int64_t i = 0; i < inner; i++) row[i * is] = j->v;
     }
 }
 
 static void FN(fill)(const hft_kview *dst, double value) {
     const hft_kview *views[1] = {dst};
-    int nd;
-    int64_t shape[HFT_MAX_DIMS], st[1][HFT_MAX_DIMS];
-    cpu_coalesce(1, views, &nd, shape, st);
-    T v = (T)value;
-    T *p = (T *)dst->data;
-    int64_t inner = shape[nd - 1], is = st[0][nd - 1], rows = 1;
-    for (int d = 0; d < nd - 1; d++) rows *= shape[d];
-#pragma omp parallel for schedule(static) if (rows * inner > 65536)
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t off = 0, rem = r;
-        for (int d = nd - 2; d >= 0; d--) {
-            off += (rem % shape[d]) * st[0][d];
-            rem /= shape[d];
-        }
-        T *row = p + off;
-        if (is == 1)
-            for (int64_t i = 0; i < inner; i++) row[i] = v;
-        else
-            for (int64_t i = 0; i < inner; i++) row[i * is] = v;
-    }
+    FN(fill_job) j = {.p = (T *)dst->data, .v = (T)value};
+    cpu_coalesce(1, views, &j.nd, j.shape, j.st);
+    int64_t rows = 1;
+    for (int d = 0; d < j.nd - 1; d++) rows *= j.shape[d];
+    hft_parallel_range(rows, rows * j.shape[j.nd - 1] > 65536, FN(fill_rows), &j);
 }

@@ -1,6 +1,27 @@
-/* Placeholder until the rope kernels land: registers nothing, so autograd reports the op as missing. */
+/* Rotary position embedding (transformers' rotate_half convention), f32 and f64: forward rotates by
+ * the angle pos·inv_freq, backward (inverse) by its negative. cos and sin are computed once per
+ * (batch, position) and reused across the heads. */
 #include "kernels/cpu/cpu_internal.h"
 
+#include <math.h>
+
+#define T   float
+#define SFX f32
+#define T_IS_F32
+#include "kernels/cpu/dtype_template.h"
+#include "kernels/cpu/rope_impl.h"
+#undef T
+#undef SFX
+#undef T_IS_F32
+
+#define T   double
+#define SFX f64
+#include "kernels/cpu/dtype_template.h"
+#include "kernels/cpu/rope_impl.h"
+#undef T
+#undef SFX
+
 void KFN(cpu_register_rope)(hft_kernels *t) {
-    (void)t;
+    t->rope[HFT_F32] = FN2(rope, f32);
+    t->rope[HFT_F64] = FN2(rope, f64);
 }

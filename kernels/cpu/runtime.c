@@ -17,8 +17,10 @@ static bool runtime_ready = false;
 void hft_threads_set(int n) {
     if (n < 1) n = 1;
     thread_count = n;
+    /* OpenBLAS stays single-threaded and hft splits GEMMs itself (gemm.c). In the OpenMP build this call
+     * also sets OpenMP's thread count, so it must come first. */
+    openblas_set_num_threads(1);
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
 }
 
 int hft_threads_get(void) {

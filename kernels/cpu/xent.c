@@ -1,6 +1,26 @@
-/* Placeholder until the xent kernels land: registers nothing, so autograd reports the op as missing. */
+/* Cross-entropy kernels on the CPU, f32 and f64: per-row losses and log-sum-exp (forward) and the
+ * logits gradient (backward). The row sum into one loss is the caller's, through the ordered `sum`. */
 #include "kernels/cpu/cpu_internal.h"
 
+#define T   float
+#define SFX f32
+#define T_IS_F32
+#include "kernels/cpu/dtype_template.h"
+#include "kernels/cpu/xent_impl.h"
+#undef T
+#undef SFX
+#undef T_IS_F32
+
+#define T   double
+#define SFX f64
+#include "kernels/cpu/dtype_template.h"
+#include "kernels/cpu/xent_impl.h"
+#undef T
+#undef SFX
+
 void KFN(cpu_register_xent)(hft_kernels *t) {
-    (void)t;
+    t->xent_fwd[HFT_F32] = FN2(xent_fwd, f32);
+    t->xent_fwd[HFT_F64] = FN2(xent_fwd, f64);
+    t->xent_bwd[HFT_F32] = FN2(xent_bwd, f32);
+    t->xent_bwd[HFT_F64] = FN2(xent_bwd, f64);
 }

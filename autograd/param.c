@@ -1,0 +1,130 @@
+/* Parameter sets: names, tags, and the one flat gradient buffer of the trainable parameters. */
+#include "autograd/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct hft_paramset {
+    hft_param *params;
+    int n, cap;
+    bool finalized;
+    hft_tensor *flat_grad;
+    int64_t trainable;
+    int buckets;
+};
+
+hft_paramset *hft_paramset_new(void) {
+    return calloc(1, sizeof(hft_paramset));
+}
+
+void hft_paramset_free(hft_paramset *ps) {
+    if (!ps) return;
+    for (int i = 0; i < ps->n; i++) {
+        hft_param *p = &ps->params[i];
+        if (p->value) p->value->grad = NULL; /* the grad alias is freed below, not by the value */
+        hft_tensor_free(p->grad);
+        hft_tensor_free(p->value);
+        free((char *)p->name);
+    }
+    hft_tensor_free(ps->flat_grad);
+    free(ps->params);
+    free(ps);
+}
+
+hft_status hft_paramset_add(hft_paramset *ps, const char *name, hft_tensor *value, uint32_t tags) {
+    if (ps->finalized) return hft_error(HFT_ESTATE, "parameter set: '%s' added after finalize", name);
+    if (!value || !(value->flags & HFT_TENSOR_HEAP) || !hft_tensor_is_contiguous(value))
+        return hft_error(HFT_EINVAL, "parameter set: '%s' must be a contiguous heap tensor", name);
+    if (hft_paramset_find(ps, name)) return hft_error(HFT_EINVAL, "parameter set: duplicate name '%s'", name);
+    if (!(tags & HFT_PARAM_FROZEN) && value->dtype != HFT_F32)
+        return hft_error(HFT_EINVAL, "parameter set: trainable '%s' must be f32 (master weights), got %s",
+                         name, hft_dtype_name(value->dtype));
+    if (ps->n == ps->cap) {
+        int cap = ps->cap ? ps->cap * 2 : 64;
+        hft_param *np = realloc(ps->params, (size_t)cap * sizeof *np);
+        if (!np) return hft_error(HFT_ENOMEM, "parameter set: out of memory");
+        ps->params = np;
+        ps->cap = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy) return hft_error(HFT_ENOMEM, "parameter set: out of memory");
+    value->name = copy;
+    value->flags |= HFT_TENSOR_PARAM;
+    ps->params[ps->n++] = (hft_param){.name = copy, .value = value, .tags = tags, .bucket = -1};
+    return HFT_OK;
+}
+
+hft_status hft_paramset_finalize(hft_paramset *ps, size_t bucket_bytes) {
+    if (ps->finalized) return HFT_OK;
+    int64_t total = 0;
+    for (int i = 0; i < ps->n; i++)
+        if (!(ps->params[i].tags & HFT_PARAM_FROZEN)) total += hft_tensor_numel(ps->params[i].value);
+    ps->trainable = total;
+    ps->finalized = true;
+    if (total == 0) return HFT_OK;
+    ps->flat_grad = hft_tensor_new(HFT_F32, 1, (int64_t[]){total});
+    if (!ps->flat_grad)
+        return hft_error(HFT_ENOMEM, "parameter set: out of memory for %lld gradients", (long long)total);
+    /* reverse registration order: the last layers' gradients, which backward produces first, come first */
+    int64_t offset = 0, bucket_start = 0;
+    int bucket = 0;
+    for (int i = ps->n - 1; i >= 0; i--) {
+        hft_param *p = &ps->params[i];
+        if (p->tags & HFT_PARAM_FROZEN) {
+            p->value->requires_grad = false;
+            continue;
+        }
+        int64_t n = hft_tensor_numel(p->value);
+        if (bucket_bytes && offset > bucket_start && (size_t)(offset - bucket_start + n) * 4 > bucket_bytes) {
+            bucket++;
+            bucket_start = offset;
+        }
+        p->grad = hft_tensor_alias(ps->flat_grad, offset, p->value->ndim, p->value->shape);
+        if (!p->grad) return HFT_ENOMEM;
+        p->grad_offset = offset;
+        p->bucket = bucket;
+        p->value->grad = p->grad;
+        p->value->requires_grad = true;
+        p->value->flags &= ~(uint32_t)HFT_TENSOR_GRAD_SET;
+        offset += n;
+    }
+    ps->buckets = bucket + 1;
+    return HFT_OK;
+}
+
+int hft_paramset_count(const hft_paramset *ps) {
+    return ps->n;
+}
+hft_param *hft_paramset_get(hft_paramset *ps, int index) {
+    return index >= 0 && index < ps->n ? &ps->params[index] : NULL;
+}
+
+hft_param *hft_paramset_find(hft_paramset *ps, const char *name) {
+    for (int i = 0; i < ps->n; i++)
+        if (strcmp(ps->params[i].name, name) == 0) return &ps->params[i];
+    return NULL;
+}
+
+hft_tensor *hft_paramset_grads(hft_paramset *ps) {
+    return ps->flat_grad;
+}
+int64_t hft_paramset_trainable_numel(const hft_paramset *ps) {
+    return ps->trainable;
+}
+int hft_paramset_bucket_count(const hft_paramset *ps) {
+    return ps->flat_grad ? ps->buckets : 0;
+}
+
+void hft_paramset_zero_grad(hft_paramset *ps) {
+    for (int i = 0; i < ps->n; i++) ps->params[i].value->flags &= ~(uint32_t)HFT_TENSOR_GRAD_SET;
+}
+
+void hft_paramset_materialize_grads(hft_paramset *ps) {
+    for (int i = 0; i < ps->n; i++) {
+        hft_param *p = &ps->params[i];
+        if (p->grad && !(p->value->flags & HFT_TENSOR_GRAD_SET)) {
+            memset(hft_tensor_data(p->grad), 0, hft_tensor_nbytes(p->grad));
+            p->value->flags |= HFT_TENSOR_GRAD_SET;
+        }
+    }
+}
