@@ -1,0 +1,99 @@
+/* After one warm-up step at the longest length, repeated forward + backward of a transformer (GPT-2
+ * blocks, the fused loss) at varying sequence lengths makes no heap allocation: every malloc of the
+ * process is counted (this test defines malloc and friends, which the dynamic linker gives precedence
+ * over the C library's for every library in the process). Not run under the sanitizers, which replace
+ * malloc themselves. */
+#include <stdint.h>
+
+#include "nn/nn.h"
+#include "tests/test_util.h"
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
+
+static volatile int counting;
+static volatile long allocations;
+
+void *malloc(size_t n);
+void *calloc(size_t n, size_t m);
+void *realloc(void *p, size_t n);
+void *aligned_alloc(size_t a, size_t n);
+int posix_memalign(void **p, size_t a, size_t n);
+void *memalign(size_t a, size_t n);
+void free(void *p);
+
+void *malloc(size_t n) {
+    if (counting) __atomic_add_fetch(&allocations, 1, __ATOMIC_RELAXED);
+    return __libc_malloc(n);
+}
+void *calloc(size_t n, size_t m) {
+    if (counting) __atomic_add_fetch(&allocations, 1, __ATOMIC_RELAXED);
+    return __libc_calloc(n, m);
+}
+void *realloc(void *p, size_t n) {
+    if (counting) __atomic_add_fetch(&allocations, 1, __ATOMIC_RELAXED);
+    return __libc_realloc(p, n);
+}
+void *aligned_alloc(size_t a, size_t n) {
+    if (counting) __atomic_add_fetch(&allocations, 1, __ATOMIC_RELAXED);
+    return __libc_memalign(a, n);
+}
+void *memalign(size_t a, size_t n) {
+    if (counting) __atomic_add_fetch(&allocations, 1, __ATOMIC_RELAXED);
+    return __libc_memalign(a, n);
+}
+int posix_memalign(void **p, size_t a, size_t n) {
+    if (counting) __atomic_add_fetch(&allocations, 1, __ATOMIC_RELAXED);
+    *p = __libc_memalign(a, n);
+    return *p ? 0 : 12;
+}
+void free(void *p) {
+    __libc_free(p);
+}
+
+static void step(hft_ctx *ctx, hft_gpt2 *m, int64_t B, int64_t T, uint32_t seed) {
+    hft_tensor *ids = hft_empty(ctx, HFT_I64, 2, (int64_t[]){B, T});
+    hft_tensor *mask = hft_empty(ctx, HFT_I64, 2, (int64_t[]){B, T});
+    int64_t *iv = hft_tensor_data(ids), *mv = hft_tensor_data(mask);
+    for (int64_t i = 0; i < B * T; i++) {
+        iv[i] = (int64_t)((i * 7 + seed) % 97);
+        mv[i] = (i % T) < T - (i / T) ? 1 : 0; /* right padding of a few tokens per row */
+    }
+    hft_ctx_set_rng(ctx, 1, seed, 0, 0);
+    int64_t count = 0;
+    hft_tensor *loss = hft_gpt2_lm_loss(ctx, m, ids, ids, mask, true, &count);
+    hft_tensor *mean = hft_scale(ctx, loss, 1.0 / (double)(count ? count : 1));
+    hft_backward(ctx, mean, NULL);
+    CHECK(hft_ctx_status(ctx) == HFT_OK, "step T=%lld: %s", (long long)T, hft_ctx_error(ctx));
+    hft_ctx_reset(ctx);
+}
+
+TEST(steady_steps_allocate_nothing) {
+    hft_gpt2_config c;
+    hft_gpt2_config_default(&c);
+    c.vocab_size = 97, c.n_positions = 64, c.n_embd = 48, c.n_layer = 2, c.n_head = 4;
+    hft_gpt2 *m = NULL;
+    CHECK_OK(hft_gpt2_new(&c, 7, &m), NULL);
+    hft_ctx *ctx = hft_ctx_new(NULL);
+    int64_t B = 3, lengths[] = {40, 17, 33, 25, 40, 31, 19, 8};
+    for (int w = 0; w < 3; w++) step(ctx, m, B, 40, (uint32_t)w); /* warm-up at the longest length */
+    hft_memory_stats before, after;
+    hft_ctx_memory(ctx, &before);
+    allocations = 0;
+    counting = 1;
+    for (int i = 0; i < 8; i++) step(ctx, m, B, lengths[i], (uint32_t)(10 + i));
+    counting = 0;
+    hft_ctx_memory(ctx, &after);
+    CHECK(allocations == 0, "%ld heap allocations in 8 steady steps (context's own: %zu)", allocations,
+          after.heap_allocations - before.heap_allocations);
+    hft_ctx_free(ctx);
+    hft_gpt2_free(m);
+}
+
+int main(int argc, char **argv) {
+    static const test_case cases[] = {{"steady_steps_allocate_nothing", steady_steps_allocate_nothing}};
+    return test_main(argc, argv, cases, 1);
+}
