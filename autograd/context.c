@@ -222,7 +222,9 @@ hft_tensor *ag_header(hft_ctx *ctx) {
     return t;
 }
 
-hft_tensor *ag_new(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape) {
+/* A contiguous tensor header with its storage record (both in the header arena); data not yet set. */
+static hft_tensor *contiguous_header(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape,
+                                     storage_kind kind) {
     hft_tensor *t = ag_header(ctx);
     if (!t) return NULL;
     t->dtype = dtype;
@@ -232,12 +234,17 @@ hft_tensor *ag_new(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape
     hft_storage *s = (hft_storage *)(t + 1);
     memset(s, 0, sizeof *s);
     s->nbytes = hft_tensor_nbytes(t);
-    s->kind = STORAGE_ARENA;
+    s->kind = kind;
     s->device = ctx->device;
-    s->data = ag_alloc(ctx, s->nbytes);
-    if (!s->data) return NULL;
     t->storage = s;
     return t;
+}
+
+hft_tensor *ag_new(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape) {
+    hft_tensor *t = contiguous_header(ctx, dtype, ndim, shape, STORAGE_ARENA);
+    if (!t) return NULL;
+    t->storage->data = ag_alloc(ctx, t->storage->nbytes);
+    return t->storage->data ? t : NULL;
 }
 
 hft_tensor *ag_view_of(hft_ctx *ctx, hft_tensor *src) {
@@ -256,21 +263,11 @@ hft_tensor *ag_view_of(hft_ctx *ctx, hft_tensor *src) {
 }
 
 hft_tensor *ag_pool_tensor(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape) {
-    hft_tensor *t = ag_header(ctx);
+    hft_tensor *t = contiguous_header(ctx, dtype, ndim, shape, STORAGE_POOL);
     if (!t) return NULL;
-    t->dtype = dtype;
-    t->ndim = ndim;
-    for (int d = 0; d < ndim; d++) t->shape[d] = shape[d];
-    ag_set_contiguous_strides(t);
-    hft_storage *s = (hft_storage *)(t + 1);
-    memset(s, 0, sizeof *s);
-    s->nbytes = hft_tensor_nbytes(t);
-    s->kind = STORAGE_POOL;
-    s->device = ctx->device;
-    s->data = pool_alloc(ctx->grads, s->nbytes);
-    if (!s->data)
-        return ag_fail(ctx, HFT_ENOMEM, "gradient pool: out of memory allocating %zu bytes", s->nbytes);
-    t->storage = s;
+    t->storage->data = pool_alloc(ctx->grads, t->storage->nbytes);
+    if (!t->storage->data)
+        return ag_fail(ctx, HFT_ENOMEM, "gradient pool: out of memory allocating %zu bytes", t->storage->nbytes);
     return t;
 }
 

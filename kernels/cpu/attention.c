@@ -122,21 +122,8 @@ static const uint32_t *philox_row(const hft_rng_key *k, int64_t sample, uint64_t
     return buf + off;
 }
 
-#define T   float
-#define SFX f32
-#define T_IS_F32
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/attention_impl.h"
-#undef T
-#undef SFX
-#undef T_IS_F32
-
-#define T   double
-#define SFX f64
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/attention_impl.h"
-#undef T
-#undef SFX
+#define HFT_TEMPLATE "kernels/cpu/attention_impl.h"
+#include "kernels/cpu/instantiate.h"
 
 void KFN(cpu_register_attention)(hft_kernels *t) {
     t->attn_fwd[HFT_F32] = FN2(attn_fwd, f32);

@@ -3,21 +3,8 @@
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/philox.h"
 
-#define T   float
-#define SFX f32
-#define T_IS_F32
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/dropout_impl.h"
-#undef T
-#undef SFX
-#undef T_IS_F32
-
-#define T   double
-#define SFX f64
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/dropout_impl.h"
-#undef T
-#undef SFX
+#define HFT_TEMPLATE "kernels/cpu/dropout_impl.h"
+#include "kernels/cpu/instantiate.h"
 
 void KFN(cpu_register_dropout)(hft_kernels *t) {
     t->dropout[HFT_F32] = FN2(dropout, f32);

@@ -1,23 +1,10 @@
 /* Element-wise maps, reductions, ordered sums and fills on the CPU, for f32 and f64. */
 #include "kernels/cpu/cpu_internal.h"
 
-#define T   float
-#define SFX f32
-#define T_IS_F32
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/map_impl.h"
-#include "kernels/cpu/reduce_impl.h"
-#undef T
-#undef SFX
-#undef T_IS_F32
-
-#define T   double
-#define SFX f64
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/map_impl.h"
-#include "kernels/cpu/reduce_impl.h"
-#undef T
-#undef SFX
+#define HFT_TEMPLATE "kernels/cpu/map_impl.h"
+#include "kernels/cpu/instantiate.h"
+#define HFT_TEMPLATE "kernels/cpu/reduce_impl.h"
+#include "kernels/cpu/instantiate.h"
 
 void KFN(cpu_fill)(hft_dtype dt, const hft_kview *v, double value) {
     if (dt == HFT_F64) {

@@ -19,21 +19,8 @@ static int64_t emb_col_block(int64_t dim) {
     return cb < 16 ? 16 : cb;
 }
 
-#define T   float
-#define SFX f32
-#define T_IS_F32
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/embedding_impl.h"
-#undef T
-#undef SFX
-#undef T_IS_F32
-
-#define T   double
-#define SFX f64
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/embedding_impl.h"
-#undef T
-#undef SFX
+#define HFT_TEMPLATE "kernels/cpu/embedding_impl.h"
+#include "kernels/cpu/instantiate.h"
 
 void KFN(cpu_register_embedding)(hft_kernels *t) {
     t->embedding_fwd[HFT_F32] = FN2(embedding_fwd, f32);

@@ -13,21 +13,8 @@ static int64_t norm_chunk_rows(int64_t rows) {
     return chunk;
 }
 
-#define T   float
-#define SFX f32
-#define T_IS_F32
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/norm_impl.h"
-#undef T
-#undef SFX
-#undef T_IS_F32
-
-#define T   double
-#define SFX f64
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/norm_impl.h"
-#undef T
-#undef SFX
+#define HFT_TEMPLATE "kernels/cpu/norm_impl.h"
+#include "kernels/cpu/instantiate.h"
 
 static size_t KFN(norm_scratch_bytes)(const hft_norm_args *a, size_t elsize) {
     int64_t parts = (a->dweight ? 1 : 0) + (a->dbias ? 1 : 0);

@@ -13,7 +13,7 @@ static void run_inline(int64_t begin, int64_t end, hft_range_fn fn, void *job) {
     if (threads > 1) omp_set_num_threads(threads);
 }
 
-void hft_parallel_range(int64_t n, bool parallel, hft_range_fn fn, void *job) {
+static void run(int64_t n, bool parallel, bool round_robin, hft_range_fn fn, void *job) {
     if (n <= 0) return;
     if (!parallel || n == 1 || omp_in_parallel() || omp_get_max_threads() == 1) {
         run_inline(0, n, fn, job);
@@ -22,20 +22,18 @@ void hft_parallel_range(int64_t n, bool parallel, hft_range_fn fn, void *job) {
 #pragma omp parallel
     {
         int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int64_t begin = n * t / nt, end = n * (t + 1) / nt;
-        if (begin < end) fn(begin, end, job);
+        if (round_robin) {
+            for (int64_t i = t; i < n; i += nt) fn(i, i + 1, job);
+        } else {
+            int64_t begin = n * t / nt, end = n * (t + 1) / nt;
+            if (begin < end) fn(begin, end, job);
+        }
     }
 }
 
+void hft_parallel_range(int64_t n, bool parallel, hft_range_fn fn, void *job) {
+    run(n, parallel, false, fn, job);
+}
 void hft_parallel_tasks(int64_t n, bool parallel, hft_range_fn fn, void *job) {
-    if (n <= 0) return;
-    if (!parallel || n == 1 || omp_in_parallel() || omp_get_max_threads() == 1) {
-        run_inline(0, n, fn, job);
-        return;
-    }
-#pragma omp parallel
-    {
-        int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-        for (int64_t i = t; i < n; i += nt) fn(i, i + 1, job);
-    }
+    run(n, parallel, true, fn, job);
 }

@@ -5,21 +5,8 @@
 
 #include <math.h>
 
-#define T   float
-#define SFX f32
-#define T_IS_F32
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/rope_impl.h"
-#undef T
-#undef SFX
-#undef T_IS_F32
-
-#define T   double
-#define SFX f64
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/rope_impl.h"
-#undef T
-#undef SFX
+#define HFT_TEMPLATE "kernels/cpu/rope_impl.h"
+#include "kernels/cpu/instantiate.h"
 
 void KFN(cpu_register_rope)(hft_kernels *t) {
     t->rope[HFT_F32] = FN2(rope, f32);

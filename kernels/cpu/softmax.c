@@ -15,21 +15,8 @@ static inline float sm_expf(float x) {
     return x != x ? x : r;
 }
 
-#define T   float
-#define SFX f32
-#define T_IS_F32
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/softmax_impl.h"
-#undef T
-#undef SFX
-#undef T_IS_F32
-
-#define T   double
-#define SFX f64
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/softmax_impl.h"
-#undef T
-#undef SFX
+#define HFT_TEMPLATE "kernels/cpu/softmax_impl.h"
+#include "kernels/cpu/instantiate.h"
 
 void KFN(cpu_register_softmax)(hft_kernels *t) {
     t->softmax_fwd[HFT_F32] = FN2(softmax_fwd, f32);

@@ -2,21 +2,8 @@
  * logits gradient (backward). The row sum into one loss is the caller's, through the ordered `sum`. */
 #include "kernels/cpu/cpu_internal.h"
 
-#define T   float
-#define SFX f32
-#define T_IS_F32
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/xent_impl.h"
-#undef T
-#undef SFX
-#undef T_IS_F32
-
-#define T   double
-#define SFX f64
-#include "kernels/cpu/dtype_template.h"
-#include "kernels/cpu/xent_impl.h"
-#undef T
-#undef SFX
+#define HFT_TEMPLATE "kernels/cpu/xent_impl.h"
+#include "kernels/cpu/instantiate.h"
 
 void KFN(cpu_register_xent)(hft_kernels *t) {
     t->xent_fwd[HFT_F32] = FN2(xent_fwd, f32);
