@@ -112,6 +112,9 @@ bool hft_tensor_is_contiguous(const hft_tensor *t);
 bool hft_tensor_same_shape(const hft_tensor *a, const hft_tensor *b);
 /* "f32[4, 8]" into buf. */
 const char *hft_tensor_describe(const hft_tensor *t, char *buf, size_t size);
+/* Copies src's values into dst (same shape, any layouts and dtypes, converting), outside any context: for
+ * loading weights and optimizer state. */
+hft_status hft_tensor_copy(hft_tensor *dst, const hft_tensor *src);
 /* Copies the tensor's values (any layout) to a contiguous f64 buffer: for tests and debugging. */
 hft_status hft_tensor_to_f64(const hft_tensor *t, double *out);
 /* The gradient of a tensor after backward (leaves, or non-leaves marked with hft_retain_grad). NULL when

@@ -169,6 +169,26 @@ hft_kview ag_kview(const hft_tensor *t) {
     return v;
 }
 
+hft_status hft_tensor_copy(hft_tensor *dst, const hft_tensor *src) {
+    if (!hft_tensor_same_shape(dst, src)) {
+        char a[128], b[128];
+        return hft_error(HFT_EINVAL, "tensor copy: shapes differ (%s from %s)", hft_tensor_describe(dst, a, sizeof a),
+                         hft_tensor_describe(src, b, sizeof b));
+    }
+    if (dst->device.type != HFT_CPU || src->device.type != HFT_CPU)
+        return hft_error(HFT_EDEVICE, "tensor copy: only CPU tensors");
+    if (hft_tensor_numel(dst) == 0) return HFT_OK;
+    hft_copy_args a = {.dst_dtype = dst->dtype, .src_dtype = src->dtype, .dst = ag_kview(dst), .src = ag_kview(src)};
+    if (dst->ndim == 0) {
+        a.dst.ndim = a.src.ndim = 1;
+        a.dst.shape[0] = a.src.shape[0] = 1;
+        a.dst.stride[0] = a.src.stride[0] = 1;
+    }
+    hft_kernels_for(HFT_CPU)->copy(&a);
+    dst->version++;
+    return HFT_OK;
+}
+
 hft_status hft_tensor_to_f64(const hft_tensor *t, double *out) {
     if (t->device.type != HFT_CPU)
         return hft_error(HFT_EDEVICE, "tensor_to_f64: the tensor is not on the CPU");

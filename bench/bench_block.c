@@ -3,6 +3,7 @@
  * command; dropout off in both, so the two compute the same thing. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bench/bench_util.h"
 #include "nn/nn.h"
@@ -11,13 +12,14 @@ enum { B = 4, T = 256, D = 768, HEADS = 12 };
 
 typedef struct state {
     hft_ctx *ctx;
-    hft_gpt2 *model;
+    hft_model *model;
     hft_tensor *x, *gout;
 } state;
 
 static void run(void *arg) {
     state *s = arg;
-    hft_tensor *y = hft_gpt2_block(s->ctx, s->model, 0, s->x, NULL, false);
+    hft_batch batch = {0};
+    hft_tensor *y = hft_model_block(s->ctx, s->model, 0, s->x, &batch, false);
     if (hft_backward(s->ctx, y, s->gout) != HFT_OK)
         fprintf(stderr, "block bench: %s\n", hft_ctx_error(s->ctx));
     hft_ctx_reset(s->ctx);
@@ -28,11 +30,12 @@ int main(void) {
         fprintf(stderr, "%s\n", hft_error_message());
         return 1;
     }
-    hft_gpt2_config c;
-    hft_gpt2_config_default(&c);
-    c.vocab_size = 128, c.n_layer = 1, c.n_embd = D, c.n_head = HEADS;
+    char config[256];
+    snprintf(config, sizeof config,
+             "{\"architectures\": [\"GPT2LMHeadModel\"], \"vocab_size\": 128, \"n_layer\": 1, \"n_embd\": %d, "
+             "\"n_head\": %d}", D, HEADS);
     state s = {0};
-    if (hft_gpt2_new(&c, 1, &s.model) != HFT_OK) {
+    if (hft_model_from_config(config, "bench_block", NULL, &s.model) != HFT_OK) {
         fprintf(stderr, "%s\n", hft_error_message());
         return 1;
     }
@@ -60,6 +63,6 @@ int main(void) {
     hft_tensor_free(s.x);
     hft_tensor_free(s.gout);
     hft_ctx_free(s.ctx);
-    hft_gpt2_free(s.model);
+    hft_model_free(s.model);
     return 0;
 }

@@ -68,40 +68,79 @@ hft_status hft_st_writer_save(hft_st_writer *w, const char *path);
 hft_status hft_init_normal(hft_tensor *t, double mean, double std, uint64_t seed, uint32_t stream);
 hft_status hft_init_constant(hft_tensor *t, double value);
 
-/* ---------------------------------------------------------------- GPT-2 (GPT2LMHeadModel) */
+/* ---------------------------------------------------------------- models */
 
-typedef struct hft_gpt2_config {
-    int64_t vocab_size, n_positions, n_embd, n_layer, n_head, n_inner; /* n_inner 0: 4·n_embd */
-    double layer_norm_epsilon;
-    double resid_pdrop, embd_pdrop, attn_pdrop;
-    double initializer_range;
-    hft_gelu_approx activation; /* "gelu_new" → tanh */
-} hft_gpt2_config;
+/* A Hugging Face model: GPT2LMHeadModel; LlamaForCausalLM (also MistralForCausalLM and
+ * Qwen2ForCausalLM); BertModel, BertForSequenceClassification, BertForMaskedLM. Parameters carry the exact
+ * names transformers uses in the architecture's state dict, so a saved model loads back in transformers. */
+typedef struct hft_model hft_model;
 
-/* GPT2Config's defaults (GPT-2 small). */
-void hft_gpt2_config_default(hft_gpt2_config *c);
+typedef enum hft_task {
+    HFT_TASK_CAUSAL_LM, /* GPT2LMHeadModel, *ForCausalLM */
+    HFT_TASK_MASKED_LM, /* BertForMaskedLM */
+    HFT_TASK_SEQ_CLS,   /* BertForSequenceClassification */
+    HFT_TASK_BASE,      /* BertModel: hidden states (and the pooler), no loss */
+} hft_task;
 
-typedef struct hft_gpt2 hft_gpt2;
-/* A model initialised as transformers initialises it (normal(0, initializer_range), the residual
- * projections scaled by 1/sqrt(2·n_layer), norms at 1 and 0, biases 0), with HF's parameter names. */
-hft_status hft_gpt2_new(const hft_gpt2_config *c, uint64_t seed, hft_gpt2 **out);
-void hft_gpt2_free(hft_gpt2 *m);
-hft_paramset *hft_gpt2_params(hft_gpt2 *m);
-const hft_gpt2_config *hft_gpt2_config_of(const hft_gpt2 *m);
+typedef struct hft_load_options {
+    const char *architecture; /* load as this architecture (e.g. a BertModel checkpoint as
+                                 BertForSequenceClassification); NULL: config.json's architectures[0] */
+    int64_t num_labels;       /* for a new classification head: 0 keeps config.json's */
+    uint64_t seed;            /* for parameters the checkpoint lacks (new heads), and for from_config */
+} hft_load_options;
 
-/* One transformer block on hidden states [B, T, n_embd]; key_mask [B, T] (HF attention_mask) or NULL.
- * `train` turns dropout on (sites derive from the layer index). */
-hft_tensor *hft_gpt2_block(hft_ctx *ctx, hft_gpt2 *m, int layer, hft_tensor *h, hft_tensor *key_mask,
-                           bool train);
-/* Final hidden states [B, T, n_embd] (after ln_f) for input_ids [B, T] (i64). */
-hft_tensor *hft_gpt2_hidden(hft_ctx *ctx, hft_gpt2 *m, hft_tensor *input_ids, hft_tensor *key_mask,
-                            bool train);
-/* The causal-LM loss as GPT2LMHeadModel computes it (labels shifted inside: position t predicts label
- * t+1; -100 ignored), returned as the SUM over predicted tokens with their count in *count. */
-hft_tensor *hft_gpt2_lm_loss(hft_ctx *ctx, hft_gpt2 *m, hft_tensor *input_ids, hft_tensor *labels,
-                             hft_tensor *key_mask, bool train, int64_t *count);
-/* Logits [B, T, vocab] (for evaluation and generation; training uses the fused loss). */
-hft_tensor *hft_gpt2_logits(hft_ctx *ctx, hft_gpt2 *m, hft_tensor *input_ids, hft_tensor *key_mask);
+/* Loads config.json and the safetensors weights (one file or the shards of an index) of a model folder.
+ * Every error names the file and the key or tensor at fault. */
+hft_status hft_model_load(const char *dir, const hft_load_options *opts, hft_model **out);
+/* A model with freshly initialised weights (as transformers initialises them) from the text of a
+ * config.json; `source` names it in messages. */
+hft_status hft_model_from_config(const char *config_json, const char *source, const hft_load_options *opts,
+                                 hft_model **out);
+/* Writes config.json and model.safetensors (tied weights once) into `dir`, creating it; each file atomically. */
+hft_status hft_model_save(hft_model *m, const char *dir);
+void hft_model_free(hft_model *m);
+
+hft_paramset *hft_model_params(hft_model *m);
+const char *hft_model_architecture(const hft_model *m);
+hft_task hft_model_task(const hft_model *m);
+int hft_model_layers(const hft_model *m);
+int64_t hft_model_hidden_size(const hft_model *m);
+int64_t hft_model_vocab_size(const hft_model *m);
+int64_t hft_model_num_labels(const hft_model *m);
+/* What loading reported, as transformers warns: checkpoint tensors no parameter took, and head parameters
+ * the checkpoint lacked (initialised). */
+int hft_model_unused_count(const hft_model *m);
+const char *hft_model_unused(const hft_model *m, int i);
+int hft_model_initialized_count(const hft_model *m);
+const char *hft_model_initialized(const hft_model *m, int i);
+
+/* One training or evaluation batch. */
+typedef struct hft_batch {
+    hft_tensor *input_ids;      /* [B, T] i64 or i32 */
+    hft_tensor *attention_mask; /* [B, T] integers, 1 = token, 0 = padding; or NULL */
+    hft_tensor *token_type_ids; /* [B, T] (BERT); or NULL for all zeros */
+    hft_tensor *labels;         /* causal LM [B, T] (shifted inside, -100 ignored); masked LM [B, T];
+                                   classification [B] integers, regression [B] or [B, num_labels] floats */
+} hft_batch;
+
+/* The model as stages, so callers can run blocks one at a time (activation checkpointing):
+ * embed → block 0 .. n-1 → head. h is [B, T, hidden]. */
+hft_tensor *hft_model_embed(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool train);
+hft_tensor *hft_model_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor *h, const hft_batch *b, bool train);
+/* The training loss of the task as a SUM, with the number of terms it sums in *count (predicted tokens;
+ * for classification the batch size; for regression the number of values), the divisor a caller applies
+ * over its accumulation window. transformers' loss is this sum divided by the count. */
+hft_tensor *hft_model_head_loss(hft_ctx *ctx, hft_model *m, hft_tensor *h, const hft_batch *b, bool train,
+                                int64_t *count);
+/* Logits: [B, T, vocab] for LM heads, [B, num_labels] for classification; the hidden states for a base model. */
+hft_tensor *hft_model_head_logits(hft_ctx *ctx, hft_model *m, hft_tensor *h, const hft_batch *b);
+/* BERT's pooler output [B, hidden] (tanh of a dense layer on the first token). */
+hft_tensor *hft_model_pooler(hft_ctx *ctx, hft_model *m, hft_tensor *h);
+
+/* The whole forward pass. */
+hft_tensor *hft_model_hidden(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool train);
+hft_tensor *hft_model_loss(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool train, int64_t *count);
+hft_tensor *hft_model_logits(hft_ctx *ctx, hft_model *m, const hft_batch *b);
 
 #ifdef __cplusplus
 }

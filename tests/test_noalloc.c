@@ -54,7 +54,7 @@ void free(void *p) {
     __libc_free(p);
 }
 
-static void step(hft_ctx *ctx, hft_gpt2 *m, int64_t B, int64_t T, uint32_t seed) {
+static void step(hft_ctx *ctx, hft_model *m, int64_t B, int64_t T, uint32_t seed) {
     hft_tensor *ids = hft_empty(ctx, HFT_I64, 2, (int64_t[]){B, T});
     hft_tensor *mask = hft_empty(ctx, HFT_I64, 2, (int64_t[]){B, T});
     int64_t *iv = hft_tensor_data(ids), *mv = hft_tensor_data(mask);
@@ -64,7 +64,7 @@ static void step(hft_ctx *ctx, hft_gpt2 *m, int64_t B, int64_t T, uint32_t seed)
     }
     hft_ctx_set_rng(ctx, 1, seed, 0, 0);
     int64_t count = 0;
-    hft_tensor *loss = hft_gpt2_lm_loss(ctx, m, ids, ids, mask, true, &count);
+    hft_tensor *loss = hft_model_loss(ctx, m, &(hft_batch){.input_ids = ids, .attention_mask = mask, .labels = ids}, true, &count);
     hft_tensor *mean = hft_scale(ctx, loss, 1.0 / (double)(count ? count : 1));
     hft_backward(ctx, mean, NULL);
     CHECK(hft_ctx_status(ctx) == HFT_OK, "step T=%lld: %s", (long long)T, hft_ctx_error(ctx));
@@ -72,11 +72,10 @@ static void step(hft_ctx *ctx, hft_gpt2 *m, int64_t B, int64_t T, uint32_t seed)
 }
 
 TEST(steady_steps_allocate_nothing) {
-    hft_gpt2_config c;
-    hft_gpt2_config_default(&c);
-    c.vocab_size = 97, c.n_positions = 64, c.n_embd = 48, c.n_layer = 2, c.n_head = 4;
-    hft_gpt2 *m = NULL;
-    CHECK_OK(hft_gpt2_new(&c, 7, &m), NULL);
+    const char *config = "{\"architectures\": [\"GPT2LMHeadModel\"], \"vocab_size\": 97, \"n_positions\": 64, "
+                         "\"n_embd\": 48, \"n_layer\": 2, \"n_head\": 4}";
+    hft_model *m = NULL;
+    CHECK_OK(hft_model_from_config(config, "test", &(hft_load_options){.seed = 7}, &m), NULL);
     hft_ctx *ctx = hft_ctx_new(NULL);
     int64_t B = 3, lengths[] = {40, 17, 33, 25, 40, 31, 19, 8};
     for (int w = 0; w < 3; w++) step(ctx, m, B, 40, (uint32_t)w); /* warm-up at the longest length */
@@ -90,7 +89,7 @@ TEST(steady_steps_allocate_nothing) {
     CHECK(allocations == 0, "%ld heap allocations in 8 steady steps (context's own: %zu)", allocations,
           after.heap_allocations - before.heap_allocations);
     hft_ctx_free(ctx);
-    hft_gpt2_free(m);
+    hft_model_free(m);
 }
 
 int main(int argc, char **argv) {

@@ -60,13 +60,13 @@ static void adamw_step(adamw *opt, hft_paramset *ps) {
 }
 
 /* Greedy next-token accuracy on the positions a model can predict (after the first period). */
-static double evaluate(hft_ctx *ctx, hft_gpt2 *model, uint64_t *rng) {
+static double evaluate(hft_ctx *ctx, hft_model *model, uint64_t *rng) {
     int64_t ids[BATCH * SEQ];
     int periods[BATCH];
     make_batch(rng, ids, periods);
     bool prev = hft_set_grad_enabled(ctx, false);
     hft_tensor *x = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){BATCH, SEQ}, ids);
-    hft_tensor *logits = hft_gpt2_logits(ctx, model, x, NULL);
+    hft_tensor *logits = hft_model_logits(ctx, model, &(hft_batch){.input_ids = x});
     hft_set_grad_enabled(ctx, prev);
     if (!logits) return -1;
     const float *l = hft_tensor_data(logits);
@@ -89,17 +89,19 @@ int main(void) {
         fprintf(stderr, "hft-demo: %s\n", hft_error_message());
         return 1;
     }
-    hft_gpt2_config cfg;
-    hft_gpt2_config_default(&cfg);
-    cfg.vocab_size = VOCAB, cfg.n_positions = SEQ, cfg.n_embd = 64, cfg.n_layer = 2, cfg.n_head = 4;
-    cfg.resid_pdrop = cfg.embd_pdrop = cfg.attn_pdrop = 0.0;
-    hft_gpt2 *model = NULL;
+    char config[256];
+    snprintf(config, sizeof config,
+             "{\"architectures\": [\"GPT2LMHeadModel\"], \"vocab_size\": %d, \"n_positions\": %d, \"n_embd\": 64, "
+             "\"n_layer\": 2, \"n_head\": 4, \"resid_pdrop\": 0, \"embd_pdrop\": 0, \"attn_pdrop\": 0}",
+             VOCAB, SEQ);
+    hft_model *model = NULL;
     hft_ctx *ctx = NULL;
-    if (hft_gpt2_new(&cfg, 1234, &model) != HFT_OK || !(ctx = hft_ctx_new(NULL))) {
+    hft_load_options opts = {.seed = 1234};
+    if (hft_model_from_config(config, "hft-demo", &opts, &model) != HFT_OK || !(ctx = hft_ctx_new(NULL))) {
         fprintf(stderr, "hft-demo: %s\n", hft_error_message());
         return 1;
     }
-    hft_paramset *ps = hft_gpt2_params(model);
+    hft_paramset *ps = hft_model_params(model);
     int64_t n = hft_paramset_trainable_numel(ps);
     adamw opt = {.m = calloc((size_t)n, sizeof(float)),
                  .v = calloc((size_t)n, sizeof(float)),
@@ -123,7 +125,7 @@ int main(void) {
         make_batch(&data_rng, ids, periods);
         hft_tensor *x = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){BATCH, SEQ}, ids);
         int64_t count = 0;
-        hft_tensor *loss_sum = hft_gpt2_lm_loss(ctx, model, x, x, NULL, true, &count);
+        hft_tensor *loss_sum = hft_model_loss(ctx, model, &(hft_batch){.input_ids = x, .labels = x}, true, &count);
         hft_tensor *loss = hft_scale(ctx, loss_sum, 1.0 / (double)(count ? count : 1));
         if (!loss || hft_backward(ctx, loss, NULL) != HFT_OK) {
             fprintf(stderr, "hft-demo: step %d: %s\n", step, hft_ctx_error(ctx));
@@ -143,6 +145,6 @@ int main(void) {
     free(opt.m);
     free(opt.v);
     hft_ctx_free(ctx);
-    hft_gpt2_free(model);
+    hft_model_free(model);
     return status;
 }

@@ -1,0 +1,484 @@
+/* Models: choosing the family from config.json, declaring and loading parameters by their HF names
+ * (with the prefix and legacy-name fallbacks transformers applies), initialising what a checkpoint lacks,
+ * saving, and running the stages a family provides. */
+#include "nn/nn_internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const nn_family *const families[] = {&nn_family_gpt2, &nn_family_llama, &nn_family_bert};
+#define N_FAMILIES ((int)(sizeof families / sizeof families[0]))
+
+static void supported_list(char *buf, size_t size) {
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int f = 0; f < N_FAMILIES; f++)
+        for (const char *const *a = families[f]->architectures; *a && n < size; a++)
+            n += (size_t)snprintf(buf + n, size - n, "%s%s", n ? ", " : "", *a);
+}
+
+static const nn_family *family_for(const char *arch) {
+    for (int f = 0; f < N_FAMILIES; f++)
+        for (const char *const *a = families[f]->architectures; *a; a++)
+            if (strcmp(*a, arch) == 0) return families[f];
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- parameters */
+
+static uint32_t name_stream(const char *name) { /* FNV-1a: an init stream per parameter name */
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+hft_status nn_init_tensor(hft_tensor *t, nn_init init, uint64_t seed, const char *name) {
+    switch (init.kind) {
+    case NN_INIT_ZEROS: return hft_init_constant(t, 0.0);
+    case NN_INIT_ONES: return hft_init_constant(t, 1.0);
+    case NN_INIT_NORMAL: break;
+    }
+    HFT_TRY(hft_init_normal(t, 0.0, init.std, seed, name_stream(name)));
+    if (init.zero_row >= 0 && t->ndim == 2 && init.zero_row < t->shape[0]) {
+        float *row = (float *)hft_tensor_data(t) + init.zero_row * t->shape[1];
+        memset(row, 0, sizeof(float) * (size_t)t->shape[1]);
+    }
+    return HFT_OK;
+}
+
+hft_tensor *nn_param(hft_model *m, nn_init init, uint32_t tags, bool head, int ndim, const int64_t *shape,
+                     const char *name_fmt, ...) {
+    if (m->status != HFT_OK) return NULL;
+    char name[256];
+    va_list ap;
+    va_start(ap, name_fmt);
+    vsnprintf(name, sizeof name, name_fmt, ap);
+    va_end(ap);
+    int n = hft_paramset_count(m->params);
+    if (n == m->info_cap) {
+        int cap = m->info_cap ? 2 * m->info_cap : 64;
+        nn_param_info *info = realloc(m->info, (size_t)cap * sizeof *info);
+        if (!info) {
+            m->status = hft_error(HFT_ENOMEM, "out of memory");
+            return NULL;
+        }
+        m->info = info;
+        m->info_cap = cap;
+    }
+    hft_tensor *t = hft_tensor_new(HFT_F32, ndim, shape);
+    if (!t) {
+        m->status = hft_error_status();
+        return NULL;
+    }
+    m->status = hft_paramset_add(m->params, name, t, tags);
+    if (m->status != HFT_OK) {
+        hft_tensor_free(t);
+        return NULL;
+    }
+    m->info[n] = (nn_param_info){.init = init, .head = head};
+    return t;
+}
+
+/* ---------------------------------------------------------------- creating */
+
+static char *read_file(const char *path, hft_status *st) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        *st = hft_error(HFT_EIO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!text || fread(text, 1, (size_t)n, fp) != (size_t)n) {
+        *st = hft_error(HFT_EIO, "%s: cannot read", path);
+        free(text);
+        fclose(fp);
+        return NULL;
+    }
+    text[n] = '\0';
+    fclose(fp);
+    *st = HFT_OK;
+    return text;
+}
+
+static hft_status parse_config(const char *text, const char *source, cJSON **out) {
+    const char *end = NULL;
+    *out = cJSON_ParseWithOpts(text, &end, true);
+    if (!*out) {
+        int line = 1;
+        for (const char *p = text; end && p < end; p++) line += *p == '\n';
+        return hft_error(HFT_EFORMAT, "%s:%d: not valid JSON", source, line);
+    }
+    if (!cJSON_IsObject(*out)) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return hft_error(HFT_EFORMAT, "%s: expected a JSON object", source);
+    }
+    return HFT_OK;
+}
+
+void hft_model_free(hft_model *m) {
+    if (!m) return;
+    if (m->family && m->family->free_impl) m->family->free_impl(m->impl);
+    hft_paramset_free(m->params);
+    cJSON_Delete(m->config);
+    free(m->architecture);
+    free(m->config_path);
+    free(m->info);
+    for (int i = 0; i < m->n_unused; i++) free(m->unused[i]);
+    free(m->unused);
+    for (int i = 0; i < m->n_initialized; i++) free(m->initialized[i]);
+    free(m->initialized);
+    free(m);
+}
+
+/* A model of config's architecture (or the one asked for) with its parameters declared, not yet filled. */
+static hft_status model_create(cJSON *config, const char *source, const hft_load_options *opts, hft_model **out) {
+    *out = NULL;
+    hft_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        cJSON_Delete(config);
+        return hft_error(HFT_ENOMEM, "out of memory");
+    }
+    m->config = config;
+    m->config_path = strdup(source);
+    m->params = hft_paramset_new();
+    m->seed = opts ? opts->seed : 0;
+    const char *arch = opts && opts->architecture ? opts->architecture : NULL;
+    if (!arch) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(config, "architectures");
+        const cJSON *first = cJSON_IsArray(list) ? cJSON_GetArrayItem(list, 0) : NULL;
+        if (cJSON_IsString(first)) arch = first->valuestring;
+    }
+    char supported[512];
+    supported_list(supported, sizeof supported);
+    if (!arch) {
+        hft_model_free(m);
+        return hft_error(HFT_EFORMAT, "%s: no \"architectures\" list naming the model class (supported: %s)", source,
+                         supported);
+    }
+    m->family = family_for(arch);
+    if (!m->family) {
+        hft_status st = hft_error(HFT_EUNSUPPORTED, "%s: architecture '%s' is not supported (supported: %s)", source,
+                                  arch, supported);
+        hft_model_free(m);
+        return st;
+    }
+    m->architecture = strdup(arch);
+    if (cJSON_GetObjectItemCaseSensitive(config, "quantization_config")) {
+        hft_model_free(m);
+        return hft_error(HFT_EUNSUPPORTED, "%s: 'quantization_config': quantized checkpoints are not supported "
+                         "(QLoRA and quantized bases are not implemented yet)", source);
+    }
+    if (opts && opts->num_labels > 0) { /* a new head of another size: the old label names no longer apply */
+        cJSON_DeleteItemFromObjectCaseSensitive(config, "id2label");
+        cJSON_DeleteItemFromObjectCaseSensitive(config, "label2id");
+        cJSON_DeleteItemFromObjectCaseSensitive(config, "num_labels");
+        cJSON_AddNumberToObject(config, "num_labels", (double)opts->num_labels);
+    }
+    if (!m->config_path || !m->params || !m->architecture) {
+        hft_model_free(m);
+        return hft_error(HFT_ENOMEM, "out of memory");
+    }
+    hft_status st = m->family->build(m);
+    if (st == HFT_OK) st = m->status;
+    if (st != HFT_OK) {
+        hft_model_free(m);
+        return st;
+    }
+    *out = m;
+    return HFT_OK;
+}
+
+static hft_status record(char ***list, int *n, const char *name) {
+    char **l = realloc(*list, (size_t)(*n + 1) * sizeof *l);
+    if (!l) return hft_error(HFT_ENOMEM, "out of memory");
+    *list = l;
+    l[*n] = strdup(name);
+    if (!l[*n]) return hft_error(HFT_ENOMEM, "out of memory");
+    (*n)++;
+    return HFT_OK;
+}
+
+/* Initialises every parameter not loaded; with `report`, records the head parameters so filled and
+ * refuses a missing body parameter. */
+static hft_status init_unloaded(hft_model *m, const char *dir, bool report) {
+    for (int i = 0; i < hft_paramset_count(m->params); i++) {
+        hft_param *p = hft_paramset_get(m->params, i);
+        if (m->info[i].loaded) continue;
+        if (report && !m->info[i].head) {
+            char shape[96] = "";
+            size_t n = 0;
+            for (int d = 0; d < p->value->ndim; d++)
+                n += (size_t)snprintf(shape + n, sizeof shape - n, d ? ", %lld" : "%lld", (long long)p->value->shape[d]);
+            return hft_error(HFT_EFORMAT, "%s: the weights have no tensor '%s' [%s] that %s needs", dir, p->name, shape,
+                             m->architecture);
+        }
+        HFT_TRY(nn_init_tensor(p->value, m->info[i].init, m->seed, p->name));
+        if (report) HFT_TRY(record(&m->initialized, &m->n_initialized, p->name));
+    }
+    return HFT_OK;
+}
+
+hft_status hft_model_from_config(const char *config_json, const char *source, const hft_load_options *opts,
+                                 hft_model **out) {
+    cJSON *config = NULL;
+    HFT_TRY(parse_config(config_json, source ? source : "config", &config));
+    hft_model *m = NULL;
+    HFT_TRY(model_create(config, source ? source : "config", opts, &m));
+    hft_status st = init_unloaded(m, source, false);
+    if (st == HFT_OK) st = hft_paramset_finalize(m->params, (size_t)25 << 20);
+    if (st != HFT_OK) {
+        hft_model_free(m);
+        return st;
+    }
+    *out = m;
+    return HFT_OK;
+}
+
+/* ---------------------------------------------------------------- loading weights */
+
+/* The names a parameter may have in a checkpoint: its own; with the base-model prefix removed or added
+ * (a GPT-2 Hub file lacks "transformer.", a BertModel checkpoint lacks "bert."); and LayerNorm's old
+ * gamma/beta. */
+static int candidates(const hft_model *m, const char *name, char out[][256]) {
+    int n = 0;
+    const char *pre = m->base_prefix ? m->base_prefix : "";
+    size_t pl = strlen(pre);
+    snprintf(out[n++], 256, "%s", name);
+    if (pl && strncmp(name, pre, pl) == 0)
+        snprintf(out[n++], 256, "%s", name + pl);
+    else if (pl)
+        snprintf(out[n++], 256, "%s%s", pre, name);
+    int base = n;
+    for (int i = 0; i < base; i++) {
+        size_t len = strlen(out[i]);
+        const char *legacy = NULL;
+        size_t keep = 0;
+        if (!strstr(out[i], "LayerNorm")) continue;
+        if (len > 7 && strcmp(out[i] + len - 7, ".weight") == 0)
+            legacy = ".gamma", keep = len - 7;
+        else if (len > 5 && strcmp(out[i] + len - 5, ".bias") == 0)
+            legacy = ".beta", keep = len - 5;
+        if (!legacy || keep + strlen(legacy) >= 256) continue;
+        memcpy(out[n], out[i], keep);
+        strcpy(out[n] + keep, legacy);
+        n++;
+    }
+    return n;
+}
+
+static void fmt_shape(int ndim, const int64_t *shape, char *buf, size_t size) {
+    size_t n = (size_t)snprintf(buf, size, "[");
+    for (int d = 0; d < ndim && n < size; d++) n += (size_t)snprintf(buf + n, size - n, d ? ", %lld" : "%lld", (long long)shape[d]);
+    if (n < size) snprintf(buf + n, size - n, "]");
+}
+
+static hft_status load_param(hft_model *m, const nn_checkpoint *ck, int i, const char **taken) {
+    hft_param *p = hft_paramset_get(m->params, i);
+    char names[6][256];
+    int n = candidates(m, p->name, names);
+    const hft_safetensors *f = NULL;
+    const hft_st_entry *e = NULL;
+    for (int c = 0; c < n && !e; c++) e = nn_checkpoint_find(ck, names[c], &f);
+    if (!e) return HFT_OK;
+    *taken = e->name;
+    const char *file = hft_safetensors_path(f);
+    bool same = e->ndim == p->value->ndim;
+    for (int d = 0; same && d < e->ndim; d++) same = e->shape[d] == p->value->shape[d];
+    if (!same) {
+        char have[96], want[96];
+        fmt_shape(e->ndim, e->shape, have, sizeof have);
+        fmt_shape(p->value->ndim, p->value->shape, want, sizeof want);
+        return hft_error(HFT_EFORMAT, "%s: tensor '%s' has shape %s, but the config implies %s for '%s'", file, e->name,
+                         have, want, p->name);
+    }
+    if (e->dtype < 0 || !hft_dtype_is_float((hft_dtype)e->dtype))
+        return hft_error(HFT_EFORMAT, "%s: tensor '%s' has dtype %s; a weight must be F32, F16, BF16 or F64", file,
+                         e->name, e->st_dtype);
+    hft_tensor *src = NULL;
+    HFT_TRY(hft_safetensors_load(f, e->name, (hft_dtype)e->dtype, true, &src));
+    hft_status st = hft_tensor_copy(p->value, src);
+    hft_tensor_free(src);
+    m->info[i].loaded = st == HFT_OK;
+    return st;
+}
+
+static bool was_taken(const char *name, const char **taken, int n) {
+    for (int i = 0; i < n; i++)
+        if (taken[i] && strcmp(taken[i], name) == 0) return true;
+    return false;
+}
+
+static hft_status load_weights(hft_model *m, const char *dir) {
+    nn_checkpoint ck;
+    HFT_TRY(nn_checkpoint_open(dir, &ck));
+    int np = hft_paramset_count(m->params);
+    const char **taken = calloc((size_t)(np ? np : 1), sizeof *taken);
+    hft_status st = taken ? HFT_OK : hft_error(HFT_ENOMEM, "out of memory");
+    for (int i = 0; i < np && st == HFT_OK; i++) st = load_param(m, &ck, i, &taken[i]);
+    for (int fi = 0; fi < ck.n_files && st == HFT_OK; fi++)
+        for (int k = 0; k < hft_safetensors_count(ck.files[fi]) && st == HFT_OK; k++) {
+            const char *name = hft_safetensors_entry(ck.files[fi], k)->name;
+            if (!was_taken(name, taken, np) && !(m->family->ignored && m->family->ignored(m, name)))
+                st = record(&m->unused, &m->n_unused, name);
+        }
+    free(taken);
+    nn_checkpoint_close(&ck);
+    return st;
+}
+
+hft_status hft_model_load(const char *dir, const hft_load_options *opts, hft_model **out) {
+    *out = NULL;
+    size_t n = strlen(dir) + 16;
+    char *path = malloc(n);
+    if (!path) return hft_error(HFT_ENOMEM, "out of memory");
+    snprintf(path, n, "%s/config.json", dir);
+    hft_status st;
+    char *text = read_file(path, &st);
+    cJSON *config = NULL;
+    if (text) st = parse_config(text, path, &config);
+    free(text);
+    hft_model *m = NULL;
+    if (st == HFT_OK) st = model_create(config, path, opts, &m);
+    free(path);
+    if (st == HFT_OK) st = load_weights(m, dir);
+    if (st == HFT_OK) st = init_unloaded(m, dir, true);
+    if (st == HFT_OK) st = hft_paramset_finalize(m->params, (size_t)25 << 20);
+    if (st != HFT_OK) {
+        hft_model_free(m);
+        return st;
+    }
+    *out = m;
+    return HFT_OK;
+}
+
+/* ---------------------------------------------------------------- saving */
+
+static hft_status write_text(const char *path, const char *text) {
+    hft_atomic_file f;
+    HFT_TRY(hft_atomic_open(&f, path));
+    size_t n = strlen(text);
+    if (fwrite(text, 1, n, f.fp) != n || fputc('\n', f.fp) == EOF) {
+        hft_atomic_abort(&f);
+        return hft_error(HFT_EIO, "%s: write failed: %s", path, strerror(errno));
+    }
+    return hft_atomic_commit(&f);
+}
+
+/* config.json as saved: the loaded one, naming this architecture and the dtype the weights are stored in. */
+static char *saved_config(const hft_model *m) {
+    cJSON *c = cJSON_Duplicate(m->config, true);
+    if (!c) return NULL;
+    cJSON *arch = cJSON_CreateArray();
+    cJSON_AddItemToArray(arch, cJSON_CreateString(m->architecture));
+    cJSON_DeleteItemFromObjectCaseSensitive(c, "architectures");
+    cJSON_AddItemToObject(c, "architectures", arch);
+    bool any = false;
+    for (const char *const *k = (const char *const[]){"torch_dtype", "dtype", NULL}; *k; k++)
+        if (cJSON_GetObjectItemCaseSensitive(c, *k)) {
+            cJSON_ReplaceItemInObjectCaseSensitive(c, *k, cJSON_CreateString("float32"));
+            any = true;
+        }
+    if (!any) cJSON_AddStringToObject(c, "torch_dtype", "float32"); /* read by transformers 4.x and 5.x */
+    char *text = cJSON_Print(c);
+    cJSON_Delete(c);
+    return text;
+}
+
+hft_status hft_model_save(hft_model *m, const char *dir) {
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return hft_error(HFT_EIO, "%s: cannot create: %s", dir, strerror(errno));
+    size_t n = strlen(dir) + 32;
+    char *path = malloc(n);
+    char *config = saved_config(m);
+    hft_st_writer *w = hft_st_writer_new();
+    hft_status st = path && config && w ? HFT_OK : hft_error(HFT_ENOMEM, "out of memory");
+    if (st == HFT_OK) {
+        snprintf(path, n, "%s/config.json", dir);
+        st = write_text(path, config);
+    }
+    if (st == HFT_OK) st = hft_st_writer_metadata(w, "format", "pt");
+    for (int i = 0; i < hft_paramset_count(m->params) && st == HFT_OK; i++) {
+        hft_param *p = hft_paramset_get(m->params, i);
+        st = hft_st_writer_add(w, p->name, p->value);
+    }
+    if (st == HFT_OK) {
+        snprintf(path, n, "%s/model.safetensors", dir);
+        st = hft_st_writer_save(w, path);
+    }
+    hft_st_writer_free(w);
+    free(config);
+    free(path);
+    return st;
+}
+
+/* ---------------------------------------------------------------- queries */
+
+hft_paramset *hft_model_params(hft_model *m) { return m->params; }
+const char *hft_model_architecture(const hft_model *m) { return m->architecture; }
+hft_task hft_model_task(const hft_model *m) { return m->task; }
+int hft_model_layers(const hft_model *m) { return m->n_layers; }
+int64_t hft_model_hidden_size(const hft_model *m) { return m->hidden_size; }
+int64_t hft_model_vocab_size(const hft_model *m) { return m->vocab_size; }
+int64_t hft_model_num_labels(const hft_model *m) { return m->num_labels; }
+int hft_model_unused_count(const hft_model *m) { return m->n_unused; }
+const char *hft_model_unused(const hft_model *m, int i) { return i >= 0 && i < m->n_unused ? m->unused[i] : NULL; }
+int hft_model_initialized_count(const hft_model *m) { return m->n_initialized; }
+const char *hft_model_initialized(const hft_model *m, int i) {
+    return i >= 0 && i < m->n_initialized ? m->initialized[i] : NULL;
+}
+
+/* ---------------------------------------------------------------- running */
+
+hft_tensor *hft_model_embed(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool train) {
+    if (hft_ctx_status(ctx) != HFT_OK) return NULL;
+    return m->family->embed(ctx, m, b, train);
+}
+
+hft_tensor *hft_model_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor *h, const hft_batch *b, bool train) {
+    if (!h || hft_ctx_status(ctx) != HFT_OK) return NULL;
+    if (layer < 0 || layer >= m->n_layers)
+        return hft_ctx_fail(ctx, HFT_EINVAL, "%s: layer %d of %d", m->architecture, layer, m->n_layers);
+    return m->family->block(ctx, m, layer, h, b, train);
+}
+
+hft_tensor *hft_model_head_loss(hft_ctx *ctx, hft_model *m, hft_tensor *h, const hft_batch *b, bool train,
+                                int64_t *count) {
+    if (!h || hft_ctx_status(ctx) != HFT_OK) return NULL;
+    if (!m->family->head_loss || m->task == HFT_TASK_BASE)
+        return hft_ctx_fail(ctx, HFT_EUNSUPPORTED, "%s has no task head to compute a loss with; load it as a "
+                            "*ForSequenceClassification or *ForMaskedLM architecture", m->architecture);
+    if (!b->labels) return hft_ctx_fail(ctx, HFT_EINVAL, "%s: the batch has no labels", m->architecture);
+    return m->family->head_loss(ctx, m, h, b, train, count);
+}
+
+hft_tensor *hft_model_head_logits(hft_ctx *ctx, hft_model *m, hft_tensor *h, const hft_batch *b) {
+    if (!h || hft_ctx_status(ctx) != HFT_OK) return NULL;
+    return m->family->head_logits(ctx, m, h, b);
+}
+
+hft_tensor *hft_model_pooler(hft_ctx *ctx, hft_model *m, hft_tensor *h) {
+    if (!h || hft_ctx_status(ctx) != HFT_OK) return NULL;
+    if (!m->family->pooler) return hft_ctx_fail(ctx, HFT_EUNSUPPORTED, "%s has no pooler", m->architecture);
+    return m->family->pooler(ctx, m, h);
+}
+
+hft_tensor *hft_model_hidden(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool train) {
+    hft_tensor *h = hft_model_embed(ctx, m, b, train);
+    for (int l = 0; l < m->n_layers && h; l++) h = hft_model_block(ctx, m, l, h, b, train);
+    return h;
+}
+
+hft_tensor *hft_model_loss(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool train, int64_t *count) {
+    return hft_model_head_loss(ctx, m, hft_model_hidden(ctx, m, b, train), b, train, count);
+}
+
+hft_tensor *hft_model_logits(hft_ctx *ctx, hft_model *m, const hft_batch *b) {
+    return hft_model_head_logits(ctx, m, hft_model_hidden(ctx, m, b, false), b);
+}
