@@ -12,6 +12,7 @@
 
 typedef enum storage_kind {
     STORAGE_HEAP,     /* malloc'd, reference-counted */
+    STORAGE_MAPPED,   /* a large heap tensor in its own anonymous mapping: zero without being touched */
     STORAGE_ARENA,    /* in a context's arena; released by reset */
     STORAGE_POOL,     /* a gradient block from the context's pool */
     STORAGE_EXTERNAL, /* caller-owned memory (mmap) */

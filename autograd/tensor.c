@@ -4,6 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+/* Heap tensors this large get their own anonymous mapping: its pages read as zero and take memory only
+ * once written, so a gradient buffer allocated at load costs nothing until backward fills it. */
+#define MAPPED_BYTES ((size_t)4 << 20)
 
 void ag_set_contiguous_strides(hft_tensor *t) {
     int64_t s = 1;
@@ -46,10 +51,16 @@ static hft_tensor *heap_tensor(hft_dtype dtype, int ndim, const int64_t *shape, 
     hft_storage *s = calloc(1, sizeof *s);
     size_t nbytes = (size_t)hft_tensor_numel(t) * hft_dtype_size(dtype);
     void *data = external;
-    if (!external) data = aligned_alloc(64, (nbytes + 63) & ~(size_t)63);
+    bool mapped = !external && nbytes >= MAPPED_BYTES;
+    if (mapped) {
+        data = mmap(NULL, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (data == MAP_FAILED) data = NULL;
+    } else if (!external) {
+        data = aligned_alloc(64, (nbytes + 63) & ~(size_t)63);
+    }
     if (!s || (!data && nbytes)) {
         free(s);
-        if (!external) free(data);
+        if (!external && !mapped) free(data);
         free(t);
         hft_error(HFT_ENOMEM, "tensor: out of memory for %zu bytes", nbytes);
         return NULL;
@@ -57,14 +68,14 @@ static hft_tensor *heap_tensor(hft_dtype dtype, int ndim, const int64_t *shape, 
     s->data = data;
     s->nbytes = nbytes;
     s->refcount = 1;
-    s->kind = external ? STORAGE_EXTERNAL : STORAGE_HEAP;
+    s->kind = external ? STORAGE_EXTERNAL : mapped ? STORAGE_MAPPED : STORAGE_HEAP;
     t->storage = s;
     return t;
 }
 
 hft_tensor *hft_tensor_new(hft_dtype dtype, int ndim, const int64_t *shape) {
     hft_tensor *t = heap_tensor(dtype, ndim, shape, NULL);
-    if (t) memset(t->storage->data, 0, t->storage->nbytes);
+    if (t && t->storage->kind == STORAGE_HEAP) memset(t->storage->data, 0, t->storage->nbytes);
     return t;
 }
 
@@ -98,6 +109,7 @@ hft_tensor *hft_tensor_alias(hft_tensor *src, int64_t offset, int ndim, const in
 static void storage_release(hft_storage *s) {
     if (!s || --s->refcount > 0) return;
     if (s->kind == STORAGE_HEAP) free(s->data);
+    if (s->kind == STORAGE_MAPPED) munmap(s->data, s->nbytes);
     free(s);
 }
 
@@ -172,13 +184,14 @@ hft_kview ag_kview(const hft_tensor *t) {
 hft_status hft_tensor_copy(hft_tensor *dst, const hft_tensor *src) {
     if (!hft_tensor_same_shape(dst, src)) {
         char a[128], b[128];
-        return hft_error(HFT_EINVAL, "tensor copy: shapes differ (%s from %s)", hft_tensor_describe(dst, a, sizeof a),
-                         hft_tensor_describe(src, b, sizeof b));
+        return hft_error(HFT_EINVAL, "tensor copy: shapes differ (%s from %s)",
+                         hft_tensor_describe(dst, a, sizeof a), hft_tensor_describe(src, b, sizeof b));
     }
     if (dst->device.type != HFT_CPU || src->device.type != HFT_CPU)
         return hft_error(HFT_EDEVICE, "tensor copy: only CPU tensors");
     if (hft_tensor_numel(dst) == 0) return HFT_OK;
-    hft_copy_args a = {.dst_dtype = dst->dtype, .src_dtype = src->dtype, .dst = ag_kview(dst), .src = ag_kview(src)};
+    hft_copy_args a = {
+        .dst_dtype = dst->dtype, .src_dtype = src->dtype, .dst = ag_kview(dst), .src = ag_kview(src)};
     if (dst->ndim == 0) {
         a.dst.ndim = a.src.ndim = 1;
         a.dst.shape[0] = a.src.shape[0] = 1;

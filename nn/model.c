@@ -38,9 +38,12 @@ static uint32_t name_stream(const char *name) { /* FNV-1a: an init stream per pa
 
 hft_status nn_init_tensor(hft_tensor *t, nn_init init, uint64_t seed, const char *name) {
     switch (init.kind) {
-    case NN_INIT_ZEROS: return hft_init_constant(t, 0.0);
-    case NN_INIT_ONES: return hft_init_constant(t, 1.0);
-    case NN_INIT_NORMAL: break;
+    case NN_INIT_ZEROS:
+        return hft_init_constant(t, 0.0);
+    case NN_INIT_ONES:
+        return hft_init_constant(t, 1.0);
+    case NN_INIT_NORMAL:
+        break;
     }
     HFT_TRY(hft_init_normal(t, 0.0, init.std, seed, name_stream(name)));
     if (init.zero_row >= 0 && t->ndim == 2 && init.zero_row < t->shape[0]) {
@@ -139,7 +142,8 @@ void hft_model_free(hft_model *m) {
 }
 
 /* A model of config's architecture (or the one asked for) with its parameters declared, not yet filled. */
-static hft_status model_create(cJSON *config, const char *source, const hft_load_options *opts, hft_model **out) {
+static hft_status model_create(cJSON *config, const char *source, const hft_load_options *opts,
+                               hft_model **out) {
     *out = NULL;
     hft_model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -160,21 +164,23 @@ static hft_status model_create(cJSON *config, const char *source, const hft_load
     supported_list(supported, sizeof supported);
     if (!arch) {
         hft_model_free(m);
-        return hft_error(HFT_EFORMAT, "%s: no \"architectures\" list naming the model class (supported: %s)", source,
-                         supported);
+        return hft_error(HFT_EFORMAT, "%s: no \"architectures\" list naming the model class (supported: %s)",
+                         source, supported);
     }
     m->family = family_for(arch);
     if (!m->family) {
-        hft_status st = hft_error(HFT_EUNSUPPORTED, "%s: architecture '%s' is not supported (supported: %s)", source,
-                                  arch, supported);
+        hft_status st = hft_error(HFT_EUNSUPPORTED, "%s: architecture '%s' is not supported (supported: %s)",
+                                  source, arch, supported);
         hft_model_free(m);
         return st;
     }
     m->architecture = strdup(arch);
     if (cJSON_GetObjectItemCaseSensitive(config, "quantization_config")) {
         hft_model_free(m);
-        return hft_error(HFT_EUNSUPPORTED, "%s: 'quantization_config': quantized checkpoints are not supported "
-                         "(QLoRA and quantized bases are not implemented yet)", source);
+        return hft_error(HFT_EUNSUPPORTED,
+                         "%s: 'quantization_config': quantized checkpoints are not supported "
+                         "(QLoRA and quantized bases are not implemented yet)",
+                         source);
     }
     if (opts && opts->num_labels > 0) { /* a new head of another size: the old label names no longer apply */
         cJSON_DeleteItemFromObjectCaseSensitive(config, "id2label");
@@ -216,9 +222,10 @@ static hft_status init_unloaded(hft_model *m, const char *dir, bool report) {
             char shape[96] = "";
             size_t n = 0;
             for (int d = 0; d < p->value->ndim; d++)
-                n += (size_t)snprintf(shape + n, sizeof shape - n, d ? ", %lld" : "%lld", (long long)p->value->shape[d]);
-            return hft_error(HFT_EFORMAT, "%s: the weights have no tensor '%s' [%s] that %s needs", dir, p->name, shape,
-                             m->architecture);
+                n += (size_t)snprintf(shape + n, sizeof shape - n, d ? ", %lld" : "%lld",
+                                      (long long)p->value->shape[d]);
+            return hft_error(HFT_EFORMAT, "%s: the weights have no tensor '%s' [%s] that %s needs", dir,
+                             p->name, shape, m->architecture);
         }
         HFT_TRY(nn_init_tensor(p->value, m->info[i].init, m->seed, p->name));
         if (report) HFT_TRY(record(&m->initialized, &m->n_initialized, p->name));
@@ -276,7 +283,8 @@ static int candidates(const hft_model *m, const char *name, char out[][256]) {
 
 static void fmt_shape(int ndim, const int64_t *shape, char *buf, size_t size) {
     size_t n = (size_t)snprintf(buf, size, "[");
-    for (int d = 0; d < ndim && n < size; d++) n += (size_t)snprintf(buf + n, size - n, d ? ", %lld" : "%lld", (long long)shape[d]);
+    for (int d = 0; d < ndim && n < size; d++)
+        n += (size_t)snprintf(buf + n, size - n, d ? ", %lld" : "%lld", (long long)shape[d]);
     if (n < size) snprintf(buf + n, size - n, "]");
 }
 
@@ -296,16 +304,17 @@ static hft_status load_param(hft_model *m, const nn_checkpoint *ck, int i, const
         char have[96], want[96];
         fmt_shape(e->ndim, e->shape, have, sizeof have);
         fmt_shape(p->value->ndim, p->value->shape, want, sizeof want);
-        return hft_error(HFT_EFORMAT, "%s: tensor '%s' has shape %s, but the config implies %s for '%s'", file, e->name,
-                         have, want, p->name);
+        return hft_error(HFT_EFORMAT, "%s: tensor '%s' has shape %s, but the config implies %s for '%s'",
+                         file, e->name, have, want, p->name);
     }
     if (e->dtype < 0 || !hft_dtype_is_float((hft_dtype)e->dtype))
-        return hft_error(HFT_EFORMAT, "%s: tensor '%s' has dtype %s; a weight must be F32, F16, BF16 or F64", file,
-                         e->name, e->st_dtype);
+        return hft_error(HFT_EFORMAT, "%s: tensor '%s' has dtype %s; a weight must be F32, F16, BF16 or F64",
+                         file, e->name, e->st_dtype);
     hft_tensor *src = NULL;
     HFT_TRY(hft_safetensors_load(f, e->name, (hft_dtype)e->dtype, true, &src));
     hft_status st = hft_tensor_copy(p->value, src);
     hft_tensor_free(src);
+    hft_safetensors_release(f, e); /* the copy is the model's; the file's pages need not stay resident */
     m->info[i].loaded = st == HFT_OK;
     return st;
 }
@@ -393,7 +402,8 @@ static char *saved_config(const hft_model *m) {
 }
 
 hft_status hft_model_save(hft_model *m, const char *dir) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return hft_error(HFT_EIO, "%s: cannot create: %s", dir, strerror(errno));
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return hft_error(HFT_EIO, "%s: cannot create: %s", dir, strerror(errno));
     size_t n = strlen(dir) + 32;
     char *path = malloc(n);
     char *config = saved_config(m);
@@ -420,16 +430,36 @@ hft_status hft_model_save(hft_model *m, const char *dir) {
 
 /* ---------------------------------------------------------------- queries */
 
-hft_paramset *hft_model_params(hft_model *m) { return m->params; }
-const char *hft_model_architecture(const hft_model *m) { return m->architecture; }
-hft_task hft_model_task(const hft_model *m) { return m->task; }
-int hft_model_layers(const hft_model *m) { return m->n_layers; }
-int64_t hft_model_hidden_size(const hft_model *m) { return m->hidden_size; }
-int64_t hft_model_vocab_size(const hft_model *m) { return m->vocab_size; }
-int64_t hft_model_num_labels(const hft_model *m) { return m->num_labels; }
-int hft_model_unused_count(const hft_model *m) { return m->n_unused; }
-const char *hft_model_unused(const hft_model *m, int i) { return i >= 0 && i < m->n_unused ? m->unused[i] : NULL; }
-int hft_model_initialized_count(const hft_model *m) { return m->n_initialized; }
+hft_paramset *hft_model_params(hft_model *m) {
+    return m->params;
+}
+const char *hft_model_architecture(const hft_model *m) {
+    return m->architecture;
+}
+hft_task hft_model_task(const hft_model *m) {
+    return m->task;
+}
+int hft_model_layers(const hft_model *m) {
+    return m->n_layers;
+}
+int64_t hft_model_hidden_size(const hft_model *m) {
+    return m->hidden_size;
+}
+int64_t hft_model_vocab_size(const hft_model *m) {
+    return m->vocab_size;
+}
+int64_t hft_model_num_labels(const hft_model *m) {
+    return m->num_labels;
+}
+int hft_model_unused_count(const hft_model *m) {
+    return m->n_unused;
+}
+const char *hft_model_unused(const hft_model *m, int i) {
+    return i >= 0 && i < m->n_unused ? m->unused[i] : NULL;
+}
+int hft_model_initialized_count(const hft_model *m) {
+    return m->n_initialized;
+}
 const char *hft_model_initialized(const hft_model *m, int i) {
     return i >= 0 && i < m->n_initialized ? m->initialized[i] : NULL;
 }
@@ -441,7 +471,8 @@ hft_tensor *hft_model_embed(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool
     return m->family->embed(ctx, m, b, train);
 }
 
-hft_tensor *hft_model_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor *h, const hft_batch *b, bool train) {
+hft_tensor *hft_model_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor *h, const hft_batch *b,
+                            bool train) {
     if (!h || hft_ctx_status(ctx) != HFT_OK) return NULL;
     if (layer < 0 || layer >= m->n_layers)
         return hft_ctx_fail(ctx, HFT_EINVAL, "%s: layer %d of %d", m->architecture, layer, m->n_layers);
@@ -452,8 +483,10 @@ hft_tensor *hft_model_head_loss(hft_ctx *ctx, hft_model *m, hft_tensor *h, const
                                 int64_t *count) {
     if (!h || hft_ctx_status(ctx) != HFT_OK) return NULL;
     if (!m->family->head_loss || m->task == HFT_TASK_BASE)
-        return hft_ctx_fail(ctx, HFT_EUNSUPPORTED, "%s has no task head to compute a loss with; load it as a "
-                            "*ForSequenceClassification or *ForMaskedLM architecture", m->architecture);
+        return hft_ctx_fail(ctx, HFT_EUNSUPPORTED,
+                            "%s has no task head to compute a loss with; load it as a "
+                            "*ForSequenceClassification or *ForMaskedLM architecture",
+                            m->architecture);
     if (!b->labels) return hft_ctx_fail(ctx, HFT_EINVAL, "%s: the batch has no labels", m->architecture);
     return m->family->head_loss(ctx, m, h, b, train, count);
 }

@@ -47,6 +47,10 @@ const char *hft_safetensors_metadata(const hft_safetensors *f, const char *key);
 hft_status hft_safetensors_load(const hft_safetensors *f, const char *name, hft_dtype dtype, bool zero_copy,
                                 hft_tensor **out);
 
+/* Lets the system drop the pages of an entry's data from memory (they are read again from the file if
+ * touched): a loader that has copied a tensor keeps resident memory near one copy of the weights. */
+void hft_safetensors_release(const hft_safetensors *f, const hft_st_entry *e);
+
 /* Writing: tensors are added (any layout, CPU; written contiguous), then saved atomically. The writer
  * keeps pointers to the tensors, which must stay alive until the save. The header lists the tensors in
  * the order they were added, "__metadata__" first, and is padded with spaces so the data starts 8-byte

@@ -691,6 +691,14 @@ const char *hft_safetensors_metadata(const hft_safetensors *f, const char *key) 
     return value;
 }
 
+void hft_safetensors_release(const hft_safetensors *f, const hft_st_entry *e) {
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t begin = (uintptr_t)e->data, end = begin + e->nbytes;
+    uintptr_t b = (begin + (uintptr_t)page - 1) & ~((uintptr_t)page - 1), en = end & ~((uintptr_t)page - 1);
+    (void)f;
+    if (en > b) madvise((void *)b, en - b, MADV_DONTNEED); /* only whole pages of this entry */
+}
+
 hft_status hft_safetensors_load(const hft_safetensors *f, const char *name, hft_dtype dtype, bool zero_copy,
                                 hft_tensor **out) {
     *out = NULL;

@@ -83,7 +83,8 @@ static hft_tensor *fixture(const hft_safetensors *f, const char *name, hft_dtype
     return t;
 }
 
-static int compare(const char *case_name, const char *what, const hft_tensor *got, const hft_tensor *want, double rtol) {
+static int compare(const char *case_name, const char *what, const hft_tensor *got, const hft_tensor *want,
+                   double rtol) {
     char label[320];
     snprintf(label, sizeof label, "%s: %s", case_name, what);
     if (!got || !want) {
@@ -94,8 +95,8 @@ static int compare(const char *case_name, const char *what, const hft_tensor *go
     if (hft_tensor_numel(got) != hft_tensor_numel(want)) {
         char a[128], b[128];
         test_failures++;
-        fprintf(stderr, "[%s] %s: shape %s, reference %s\n", test_current, label, hft_tensor_describe(got, a, sizeof a),
-                hft_tensor_describe(want, b, sizeof b));
+        fprintf(stderr, "[%s] %s: shape %s, reference %s\n", test_current, label,
+                hft_tensor_describe(got, a, sizeof a), hft_tensor_describe(want, b, sizeof b));
         return 0;
     }
     long n = (long)hft_tensor_numel(want);
@@ -149,7 +150,8 @@ int model_parity_case(const char *case_name, double rtol, const char *save_to) {
         result &= compare(case_name, "logits", logits, fixture(bf, "logits", HFT_F32), rtol);
         hft_tensor *want_count = fixture(bf, "loss_count", HFT_I64);
         int64_t wc = want_count ? *(int64_t *)hft_tensor_data(want_count) : -1;
-        CHECK(count == wc, "%s: %lld tokens in the loss, transformers %lld", case_name, (long long)count, (long long)wc);
+        CHECK(count == wc, "%s: %lld tokens in the loss, transformers %lld", case_name, (long long)count,
+              (long long)wc);
         seed = 1.0 / (double)(count ? count : 1);
         hft_tensor *mean = hft_scale(ctx, loss, seed);
         result &= compare(case_name, "loss", mean, fixture(bf, "loss", HFT_F32), rtol);
@@ -184,7 +186,8 @@ int model_parity_case(const char *case_name, double rtol, const char *save_to) {
     }
     for (int k = 0; k < hft_safetensors_count(bf); k++) { /* every reference gradient has a parameter here */
         const char *n = hft_safetensors_entry(bf, k)->name;
-        if (strncmp(n, "grad/", 5) == 0) CHECK(hft_paramset_find(ps, n + 5), "%s: no parameter %s", case_name, n + 5);
+        if (strncmp(n, "grad/", 5) == 0)
+            CHECK(hft_paramset_find(ps, n + 5), "%s: no parameter %s", case_name, n + 5);
     }
     CHECK(compared > 0, "%s: no parameter gradient compared", case_name);
     if (save_to && hft_model_save(m, save_to) != HFT_OK) {
@@ -194,7 +197,8 @@ int model_parity_case(const char *case_name, double rtol, const char *save_to) {
     }
     hft_tensor_free(ids), hft_tensor_free(mask), hft_tensor_free(types), hft_tensor_free(labels);
 done:
-    if (result == 1) printf("parity %s: logits, loss and gradients match transformers (rtol %g)\n", case_name, rtol);
+    if (result == 1)
+        printf("parity %s: logits, loss and gradients match transformers (rtol %g)\n", case_name, rtol);
     hft_ctx_free(ctx);
     hft_model_free(m);
     hft_safetensors_close(bf);
