@@ -28,20 +28,23 @@ bool nn_check_ids(hft_ctx *ctx, const hft_model *m, const hft_batch *b, int64_t 
     if (hft_ctx_status(ctx) != HFT_OK) return false;
     const hft_tensor *ids = b ? b->input_ids : NULL;
     if (!ids || ids->ndim != 2 || (ids->dtype != HFT_I64 && ids->dtype != HFT_I32)) {
-        hft_ctx_fail(ctx, HFT_EINVAL, "%s: input_ids must be a [batch, seq] tensor of i64 or i32", m->architecture);
+        hft_ctx_fail(ctx, HFT_EINVAL, "%s: input_ids must be a [batch, seq] tensor of i64 or i32",
+                     m->architecture);
         return false;
     }
     if (ids->shape[1] < 1 || (max_positions > 0 && ids->shape[1] > max_positions)) {
-        hft_ctx_fail(ctx, HFT_EINVAL, "%s: sequence length %lld is outside [1, %lld] (max_position_embeddings)",
+        hft_ctx_fail(ctx, HFT_EINVAL,
+                     "%s: sequence length %lld is outside [1, %lld] (max_position_embeddings)",
                      m->architecture, (long long)ids->shape[1], (long long)max_positions);
         return false;
     }
     const hft_tensor *masks[2] = {b->attention_mask, b->token_type_ids};
     const char *names[2] = {"attention_mask", "token_type_ids"};
     for (int i = 0; i < 2; i++)
-        if (masks[i] && (masks[i]->ndim != 2 || masks[i]->shape[0] != ids->shape[0] || masks[i]->shape[1] != ids->shape[1])) {
-            hft_ctx_fail(ctx, HFT_EINVAL, "%s: %s must have input_ids' shape [%lld, %lld]", m->architecture, names[i],
-                         (long long)ids->shape[0], (long long)ids->shape[1]);
+        if (masks[i] && (masks[i]->ndim != 2 || masks[i]->shape[0] != ids->shape[0] ||
+                         masks[i]->shape[1] != ids->shape[1])) {
+            hft_ctx_fail(ctx, HFT_EINVAL, "%s: %s must have input_ids' shape [%lld, %lld]", m->architecture,
+                         names[i], (long long)ids->shape[0], (long long)ids->shape[1]);
             return false;
         }
     return true;

@@ -78,8 +78,8 @@ static hft_status open_index(nn_checkpoint *ck, const char *index_path) {
             break;
         }
         if (strchr(e->valuestring, '/') || strcmp(e->valuestring, "..") == 0) {
-            st = hft_error(HFT_EFORMAT, "%s: weight_map['%s'] names '%s', not a file in the folder", index_path,
-                           e->string, e->valuestring);
+            st = hft_error(HFT_EFORMAT, "%s: weight_map['%s'] names '%s', not a file in the folder",
+                           index_path, e->string, e->valuestring);
             break;
         }
         bool have = false;
@@ -117,10 +117,11 @@ hft_status nn_checkpoint_open(const char *dir, nn_checkpoint *ck) {
         char *bin = join(dir, "pytorch_model.bin");
         bool has_bin = bin && exists(bin);
         free(bin);
-        st = hft_error(HFT_EIO, "%s: no model.safetensors or model.safetensors.index.json%s", dir,
-                       has_bin ? " (pytorch_model.bin is not read: it is a pickle, which can run code; convert it "
-                                 "to safetensors with transformers' save_pretrained)"
-                               : "");
+        st = hft_error(
+            HFT_EIO, "%s: no model.safetensors or model.safetensors.index.json%s", dir,
+            has_bin ? " (pytorch_model.bin is not read: it is a pickle, which can run code; convert it "
+                      "to safetensors with transformers' save_pretrained)"
+                    : "");
     }
     free(single);
     free(index);
@@ -135,7 +136,8 @@ void nn_checkpoint_close(nn_checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
 }
 
-const hft_st_entry *nn_checkpoint_find(const nn_checkpoint *ck, const char *name, const hft_safetensors **file) {
+const hft_st_entry *nn_checkpoint_find(const nn_checkpoint *ck, const char *name,
+                                       const hft_safetensors **file) {
     for (int i = 0; i < ck->n_files; i++) {
         const hft_st_entry *e = hft_safetensors_find(ck->files[i], name);
         if (e) {

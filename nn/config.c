@@ -21,7 +21,9 @@ static const cJSON *get(const nn_cfg *c, const char *key) {
     return v && !cJSON_IsNull(v) ? v : NULL;
 }
 
-bool nn_cfg_has(const nn_cfg *c, const char *key) { return get(c, key) != NULL; }
+bool nn_cfg_has(const nn_cfg *c, const char *key) {
+    return get(c, key) != NULL;
+}
 
 /* What a JSON value looks like, for messages. */
 static void describe(const cJSON *v, char *buf, size_t size) {
@@ -56,7 +58,8 @@ int64_t nn_cfg_int_alias(nn_cfg *c, const char *key, const char *alias, int64_t 
 int64_t nn_cfg_pos_int(nn_cfg *c, const char *key, const char *alias, int64_t def) {
     const char *used = (!nn_cfg_has(c, key) && alias && nn_cfg_has(c, alias)) ? alias : key;
     int64_t v = nn_cfg_int(c, used, def);
-    if (c->status == HFT_OK && v < 1) nn_cfg_fail(c, HFT_EFORMAT, used, "expected a positive integer, got %lld", (long long)v);
+    if (c->status == HFT_OK && v < 1)
+        nn_cfg_fail(c, HFT_EFORMAT, used, "expected a positive integer, got %lld", (long long)v);
     return v;
 }
 

@@ -76,7 +76,8 @@ static hft_status gpt2_build(hft_model *m) {
     if (!g->layers) return hft_error(HFT_ENOMEM, "out of memory");
     double std = nn_cfg_num(&c, "initializer_range", 0.02);
     /* transformers scales the residual projections' init by 1/sqrt(2 n_layer) */
-    nn_init normal = {NN_INIT_NORMAL, std, -1}, proj = {NN_INIT_NORMAL, std / sqrt(2.0 * (m->n_layers ? m->n_layers : 1)), -1};
+    nn_init normal = {NN_INIT_NORMAL, std, -1},
+            proj = {NN_INIT_NORMAL, std / sqrt(2.0 * (m->n_layers ? m->n_layers : 1)), -1};
     nn_init zeros = {NN_INIT_ZEROS, 0, -1}, ones = {NN_INIT_ONES, 0, -1};
     int64_t d = g->n_embd, in = g->n_inner;
     const uint32_t nd = HFT_PARAM_NO_DECAY;
@@ -87,7 +88,8 @@ static hft_status gpt2_build(hft_model *m) {
         const char *h = "transformer.h";
         L->ln_1_w = nn_param(m, ones, nd, false, 1, (int64_t[]){d}, "%s.%d.ln_1.weight", h, l);
         L->ln_1_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){d}, "%s.%d.ln_1.bias", h, l);
-        L->c_attn_w = nn_param(m, normal, 0, false, 2, (int64_t[]){d, 3 * d}, "%s.%d.attn.c_attn.weight", h, l);
+        L->c_attn_w =
+            nn_param(m, normal, 0, false, 2, (int64_t[]){d, 3 * d}, "%s.%d.attn.c_attn.weight", h, l);
         L->c_attn_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){3 * d}, "%s.%d.attn.c_attn.bias", h, l);
         L->attn_proj_w = nn_param(m, proj, 0, false, 2, (int64_t[]){d, d}, "%s.%d.attn.c_proj.weight", h, l);
         L->attn_proj_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){d}, "%s.%d.attn.c_proj.bias", h, l);
@@ -100,7 +102,8 @@ static hft_status gpt2_build(hft_model *m) {
     }
     g->ln_f_w = nn_param(m, ones, nd, false, 1, (int64_t[]){d}, "transformer.ln_f.weight");
     g->ln_f_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){d}, "transformer.ln_f.bias");
-    g->lm_head = g->tied ? g->wte : nn_param(m, normal, 0, false, 2, (int64_t[]){m->vocab_size, d}, "lm_head.weight");
+    g->lm_head =
+        g->tied ? g->wte : nn_param(m, normal, 0, false, 2, (int64_t[]){m->vocab_size, d}, "lm_head.weight");
     return m->status;
 }
 
@@ -119,29 +122,38 @@ static hft_tensor *conv1d(hft_ctx *ctx, hft_tensor *x, hft_tensor *w, hft_tensor
 }
 
 /* Dropout call sites: 0 for the embeddings, then three per layer. */
-static uint16_t site(int layer, int k) { return (uint16_t)(1 + 3 * layer + k); }
+static uint16_t site(int layer, int k) {
+    return (uint16_t)(1 + 3 * layer + k);
+}
 
 static hft_tensor *gpt2_embed(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool train) {
     gpt2 *g = m->impl;
     if (!nn_check_ids(ctx, m, b, g->n_positions)) return NULL;
-    hft_tensor *pos = nn_positions(ctx, b->input_ids->shape[1]); /* GPT-2 counts positions from 0 whatever the mask */
-    hft_tensor *h = hft_add(ctx, hft_embedding(ctx, g->wte, b->input_ids, -1), hft_embedding(ctx, g->wpe, pos, -1));
+    hft_tensor *pos =
+        nn_positions(ctx, b->input_ids->shape[1]); /* GPT-2 counts positions from 0 whatever the mask */
+    hft_tensor *h =
+        hft_add(ctx, hft_embedding(ctx, g->wte, b->input_ids, -1), hft_embedding(ctx, g->wpe, pos, -1));
     return train ? hft_dropout(ctx, h, g->embd_pdrop, 0) : h;
 }
 
-static hft_tensor *gpt2_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor *h, const hft_batch *b, bool train) {
+static hft_tensor *gpt2_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor *h, const hft_batch *b,
+                              bool train) {
     gpt2 *g = m->impl;
     const gpt2_layer *L = &g->layers[layer];
     int64_t B = h->shape[0], T = h->shape[1], d = g->n_embd, H = g->n_head, hd = d / H;
     hft_tensor *a = hft_layer_norm(ctx, h, L->ln_1_w, L->ln_1_b, g->eps);
-    hft_tensor *qkv = hft_reshape(ctx, conv1d(ctx, a, L->c_attn_w, L->c_attn_b), 5, (int64_t[]){B, T, 3, H, hd});
+    hft_tensor *qkv =
+        hft_reshape(ctx, conv1d(ctx, a, L->c_attn_w, L->c_attn_b), 5, (int64_t[]){B, T, 3, H, hd});
     hft_tensor *q = hft_squeeze(ctx, hft_narrow(ctx, qkv, 2, 0, 1), 2);
     hft_tensor *k = hft_squeeze(ctx, hft_narrow(ctx, qkv, 2, 1, 1), 2);
     hft_tensor *v = hft_squeeze(ctx, hft_narrow(ctx, qkv, 2, 2, 1), 2);
     double scale = g->scale_attn_weights ? 1.0 / sqrt((double)hd) : 1.0;
     if (g->scale_by_layer) scale /= (double)(layer + 1);
-    hft_attn_opts ao = {.causal = true, .scale = scale, .key_mask = b->attention_mask,
-                        .dropout_p = train ? g->attn_pdrop : 0.0, .dropout_site = site(layer, 0)};
+    hft_attn_opts ao = {.causal = true,
+                        .scale = scale,
+                        .key_mask = b->attention_mask,
+                        .dropout_p = train ? g->attn_pdrop : 0.0,
+                        .dropout_site = site(layer, 0)};
     hft_tensor *o = hft_reshape(ctx, hft_attention(ctx, q, k, v, &ao), 3, (int64_t[]){B, T, d});
     o = conv1d(ctx, o, L->attn_proj_w, L->attn_proj_b);
     if (train) o = hft_dropout(ctx, o, g->resid_pdrop, site(layer, 1));
@@ -161,8 +173,8 @@ static hft_tensor *gpt2_head_loss(hft_ctx *ctx, hft_model *m, hft_tensor *h, con
                                   int64_t *count) {
     (void)train;
     gpt2 *g = m->impl;
-    return hft_linear_cross_entropy(ctx, final_norm(ctx, g, h), g->lm_head, NULL, nn_shift_labels(ctx, b->labels),
-                                    HFT_XENT_DEFAULTS, count);
+    return hft_linear_cross_entropy(ctx, final_norm(ctx, g, h), g->lm_head, NULL,
+                                    nn_shift_labels(ctx, b->labels), HFT_XENT_DEFAULTS, count);
 }
 
 static hft_tensor *gpt2_head_logits(hft_ctx *ctx, hft_model *m, hft_tensor *h, const hft_batch *b) {

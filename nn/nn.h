@@ -100,7 +100,8 @@ hft_status hft_model_load(const char *dir, const hft_load_options *opts, hft_mod
  * config.json; `source` names it in messages. */
 hft_status hft_model_from_config(const char *config_json, const char *source, const hft_load_options *opts,
                                  hft_model **out);
-/* Writes config.json and model.safetensors (tied weights once) into `dir`, creating it; each file atomically. */
+/* Writes config.json and model.safetensors (tied weights once) into `dir`, creating it; each file atomically.
+ */
 hft_status hft_model_save(hft_model *m, const char *dir);
 void hft_model_free(hft_model *m);
 
@@ -130,13 +131,15 @@ typedef struct hft_batch {
 /* The model as stages, so callers can run blocks one at a time (activation checkpointing):
  * embed → block 0 .. n-1 → head. h is [B, T, hidden]. */
 hft_tensor *hft_model_embed(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool train);
-hft_tensor *hft_model_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor *h, const hft_batch *b, bool train);
+hft_tensor *hft_model_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor *h, const hft_batch *b,
+                            bool train);
 /* The training loss of the task as a SUM, with the number of terms it sums in *count (predicted tokens;
  * for classification the batch size; for regression the number of values), the divisor a caller applies
  * over its accumulation window. transformers' loss is this sum divided by the count. */
 hft_tensor *hft_model_head_loss(hft_ctx *ctx, hft_model *m, hft_tensor *h, const hft_batch *b, bool train,
                                 int64_t *count);
-/* Logits: [B, T, vocab] for LM heads, [B, num_labels] for classification; the hidden states for a base model. */
+/* Logits: [B, T, vocab] for LM heads, [B, num_labels] for classification; the hidden states for a base model.
+ */
 hft_tensor *hft_model_head_logits(hft_ctx *ctx, hft_model *m, hft_tensor *h, const hft_batch *b);
 /* BERT's pooler output [B, hidden] (tanh of a dense layer on the first token). */
 hft_tensor *hft_model_pooler(hft_ctx *ctx, hft_model *m, hft_tensor *h);

@@ -64,7 +64,8 @@ struct hft_model {
     void *impl; /* the family's parsed config and parameter pointers */
     int n_layers;
     int64_t hidden_size, vocab_size, num_labels;
-    const char *base_prefix; /* "transformer.", "model.", "bert." or "": names in base-model checkpoints lack it */
+    const char
+        *base_prefix; /* "transformer.", "model.", "bert." or "": names in base-model checkpoints lack it */
     uint64_t seed;
     hft_status status;
     char **unused; /* checkpoint tensors that no parameter took (transformers warns about these) */
@@ -85,7 +86,8 @@ struct nn_family {
     /* Checkpoint tensors that carry no parameter (mask buffers, inv_freq, tied copies): not reported. */
     bool (*ignored)(const hft_model *m, const char *tensor_name);
     hft_tensor *(*embed)(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool train);
-    hft_tensor *(*block)(hft_ctx *ctx, hft_model *m, int layer, hft_tensor *h, const hft_batch *b, bool train);
+    hft_tensor *(*block)(hft_ctx *ctx, hft_model *m, int layer, hft_tensor *h, const hft_batch *b,
+                         bool train);
     hft_tensor *(*head_loss)(hft_ctx *ctx, hft_model *m, hft_tensor *h, const hft_batch *b, bool train,
                              int64_t *count);
     hft_tensor *(*head_logits)(hft_ctx *ctx, hft_model *m, hft_tensor *h, const hft_batch *b);
@@ -118,7 +120,8 @@ typedef struct nn_checkpoint {
 hft_status nn_checkpoint_open(const char *dir, nn_checkpoint *ck);
 void nn_checkpoint_close(nn_checkpoint *ck);
 /* The entry named `name` in any file (its file in *file), or NULL. */
-const hft_st_entry *nn_checkpoint_find(const nn_checkpoint *ck, const char *name, const hft_safetensors **file);
+const hft_st_entry *nn_checkpoint_find(const nn_checkpoint *ck, const char *name,
+                                       const hft_safetensors **file);
 
 /* ---------------------------------------------------------------- helpers for families */
 

@@ -64,7 +64,8 @@ static void step(hft_ctx *ctx, hft_model *m, int64_t B, int64_t T, uint32_t seed
     }
     hft_ctx_set_rng(ctx, 1, seed, 0, 0);
     int64_t count = 0;
-    hft_tensor *loss = hft_model_loss(ctx, m, &(hft_batch){.input_ids = ids, .attention_mask = mask, .labels = ids}, true, &count);
+    hft_tensor *loss = hft_model_loss(
+        ctx, m, &(hft_batch){.input_ids = ids, .attention_mask = mask, .labels = ids}, true, &count);
     hft_tensor *mean = hft_scale(ctx, loss, 1.0 / (double)(count ? count : 1));
     hft_backward(ctx, mean, NULL);
     CHECK(hft_ctx_status(ctx) == HFT_OK, "step T=%lld: %s", (long long)T, hft_ctx_error(ctx));
@@ -72,8 +73,9 @@ static void step(hft_ctx *ctx, hft_model *m, int64_t B, int64_t T, uint32_t seed
 }
 
 TEST(steady_steps_allocate_nothing) {
-    const char *config = "{\"architectures\": [\"GPT2LMHeadModel\"], \"vocab_size\": 97, \"n_positions\": 64, "
-                         "\"n_embd\": 48, \"n_layer\": 2, \"n_head\": 4}";
+    const char *config =
+        "{\"architectures\": [\"GPT2LMHeadModel\"], \"vocab_size\": 97, \"n_positions\": 64, "
+        "\"n_embd\": 48, \"n_layer\": 2, \"n_head\": 4}";
     hft_model *m = NULL;
     CHECK_OK(hft_model_from_config(config, "test", &(hft_load_options){.seed = 7}, &m), NULL);
     hft_ctx *ctx = hft_ctx_new(NULL);
