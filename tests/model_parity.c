@@ -50,7 +50,7 @@ char *model_parity_model_dir(const char *case_name) {
     char *found = NULL;
     if (cJSON_IsString(rel)) {
         /* site-packages of the reference environment, or of any Python on the machine */
-        const char *roots[] = {getenv("HFT_SITE_PACKAGES"), "/root/hft-ref/lib/python3*/site-packages",
+        const char *roots[] = {"tests/fixtures/real", getenv("HFT_SITE_PACKAGES"), "/root/hft-ref/lib/python3*/site-packages",
                                "/usr/local/lib/python3*/site-packages", "/usr/lib/python3/dist-packages"};
         for (size_t r = 0; r < sizeof roots / sizeof roots[0] && !found; r++) {
             if (!roots[r]) continue;

@@ -4,6 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
+tools/fetch_real_models.sh
 cmake -S . -B build -DHFT_WERROR=ON >/dev/null
 cmake --build build -j "$jobs"
 (cd build && ctest --output-on-failure -j "$jobs")

@@ -4,6 +4,8 @@ set -eu
 pkgs="build-essential cmake pkg-config libopenblas-openmp-dev libmpich-dev mpich libhdf5-dev libcjson-dev libyaml-dev"
 # clang's fuzzing and sanitizer runtimes, for the fuzz targets and the sanitizer build
 pkgs="$pkgs clang libclang-rt-14-dev"
+# fetching the real model files some tests use
+pkgs="$pkgs curl unzip ca-certificates"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
