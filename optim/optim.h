@@ -1,0 +1,153 @@
+/* optim: optimizers, parameter groups, gradient clipping and learning-rate schedules, with the names and
+ * the exact behaviour of torch.optim and transformers' get_scheduler. Works on a parameter set
+ * (autograd/): trainable parameters and their flat gradient buffer; frozen parameters are skipped and hold
+ * no state. Knows nothing of models. */
+#ifndef HFT_OPTIM_H
+#define HFT_OPTIM_H
+
+#include "autograd/autograd.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- optimizers */
+
+typedef enum hft_optim_kind {
+    HFT_OPTIM_SGD,       /* torch.optim.SGD */
+    HFT_OPTIM_ADAM,      /* torch.optim.Adam (L2 weight decay added to the gradient) */
+    HFT_OPTIM_ADAMW,     /* torch.optim.AdamW (decoupled weight decay) */
+    HFT_OPTIM_ADAFACTOR, /* transformers.optimization.Adafactor */
+    HFT_OPTIM_LION,      /* Lion (Chen et al. 2023), as lion-pytorch implements it */
+} hft_optim_kind;
+
+/* Hyper-parameters; hft_optim_defaults gives torch's (and HF TrainingArguments') defaults. */
+typedef struct hft_optim_config {
+    hft_optim_kind kind;
+    double lr;           /* 5e-5 (TrainingArguments' default) */
+    double weight_decay; /* 0 */
+    double beta1, beta2; /* 0.9, 0.999 (Lion: 0.9, 0.99) */
+    double eps;          /* 1e-8 */
+    bool amsgrad;        /* Adam, AdamW */
+    double momentum, dampening; /* SGD: 0, 0 */
+    bool nesterov;              /* SGD */
+    /* Adafactor (transformers' defaults): eps (1e-30, 1e-3), clip_threshold 1, decay_rate -0.8, beta1 unset
+     * (has_beta1 false), scale_parameter, relative_step, warmup_init */
+    double adafactor_eps1, adafactor_eps2, clip_threshold, decay_rate;
+    bool has_beta1, scale_parameter, relative_step, warmup_init;
+} hft_optim_config;
+
+hft_optim_config hft_optim_defaults(hft_optim_kind kind);
+/* HF TrainingArguments' `optim` names: adamw_torch, adamw_torch_fused, adamw (alias), adam, sgd, adafactor,
+ * lion (and lion_32bit). An unknown name is an error listing the known ones. */
+hft_status hft_optim_kind_from_name(const char *name, hft_optim_kind *kind);
+const char *hft_optim_kind_name(hft_optim_kind kind);
+/* Checks ranges: lr >= 0 and finite, betas in [0, 1), eps > 0, weight decay >= 0, ...; the message names
+ * the hyper-parameter, its value and the allowed range. */
+hft_status hft_optim_config_check(const hft_optim_config *cfg);
+
+/* A parameter group: its own lr and weight decay over the named parameters. */
+typedef struct hft_param_group {
+    double lr, weight_decay;
+    int n_params;
+    const char *const *params; /* parameter names in the set */
+} hft_param_group;
+
+typedef struct hft_optimizer hft_optimizer;
+
+/* n_groups 0: the HF Trainer's grouping — weight decay for every trainable parameter except those tagged
+ * HFT_PARAM_NO_DECAY (biases and normalisation weights), which get 0 — both at cfg->lr. Otherwise every
+ * trainable parameter must be in exactly one group. Frozen parameters are skipped. */
+hft_status hft_optimizer_new(hft_paramset *ps, const hft_optim_config *cfg, int n_groups,
+                             const hft_param_group *groups, hft_optimizer **out);
+void hft_optimizer_free(hft_optimizer *opt);
+
+/* One update of every trainable parameter from its gradient (materialised if backward never wrote it),
+ * with each group's lr multiplied by `lr_multiplier` (the schedule's value for this step). Bumps each
+ * updated parameter's version. */
+hft_status hft_optimizer_step(hft_optimizer *opt, double lr_multiplier);
+int64_t hft_optimizer_steps(const hft_optimizer *opt);
+/* The lr each group used in the last step (group 0 for logging, as the HF Trainer logs). */
+double hft_optimizer_group_lr(const hft_optimizer *opt, int group);
+int hft_optimizer_group_count(const hft_optimizer *opt);
+
+/* State for checkpoints, by parameter name, so a sharded optimizer can reshard it: tensor i is named
+ * "<state>/<parameter name>" (e.g. "exp_avg/model.layers.0.mlp.up_proj.weight"); reading them, and writing
+ * them back with the step count, restores the optimizer exactly (bit-identical next steps). */
+int hft_optimizer_state_count(const hft_optimizer *opt);
+hft_status hft_optimizer_state(hft_optimizer *opt, int i, const char **name, hft_tensor **tensor);
+void hft_optimizer_set_steps(hft_optimizer *opt, int64_t steps);
+
+/* ---------------------------------------------------------------- gradient clipping */
+
+/* torch.nn.utils.clip_grad_norm_ over every trainable gradient: the global L2 norm (summed in a fixed
+ * order), and when it exceeds max_norm the gradients scaled by max_norm / (norm + 1e-6). Returns the norm
+ * before clipping in *norm. A non-finite norm leaves the gradients untouched and returns HFT_ENUMERIC,
+ * for the caller to decide (skip the step or stop). max_norm <= 0 only measures. */
+hft_status hft_clip_grad_norm(hft_paramset *ps, double max_norm, double *norm);
+
+/* ---------------------------------------------------------------- learning-rate schedules */
+
+typedef enum hft_schedule_kind {
+    HFT_SCHEDULE_LINEAR,
+    HFT_SCHEDULE_COSINE,
+    HFT_SCHEDULE_COSINE_WITH_RESTARTS,
+    HFT_SCHEDULE_POLYNOMIAL,
+    HFT_SCHEDULE_CONSTANT,
+    HFT_SCHEDULE_CONSTANT_WITH_WARMUP,
+    HFT_SCHEDULE_INVERSE_SQRT,
+    HFT_SCHEDULE_REDUCE_ON_PLATEAU,
+    HFT_SCHEDULE_COSINE_WITH_MIN_LR,
+    HFT_SCHEDULE_COSINE_WARMUP_WITH_MIN_LR,
+    HFT_SCHEDULE_WARMUP_STABLE_DECAY,
+} hft_schedule_kind;
+
+/* transformers' lr_scheduler_type with its scheduler_specific_kwargs. Zero means the default. */
+typedef struct hft_schedule_config {
+    hft_schedule_kind kind;
+    int64_t total_steps;  /* num_training_steps */
+    double warmup;        /* warmup_steps; a value below 1 is a ratio of total_steps (as warmup_ratio) */
+    double num_cycles;    /* cosine: 0.5; cosine_with_restarts: 1 */
+    double power, lr_end; /* polynomial: 1, 1e-7 (lr_end is absolute, needs base_lr) */
+    double base_lr;       /* the optimizer's lr, for polynomial's lr_end and min_lr */
+    int64_t timescale;    /* inverse_sqrt: 0 → warmup steps or 10000 */
+    double min_lr, min_lr_rate; /* cosine_with_min_lr: one of the two */
+    /* warmup_stable_decay */
+    int64_t num_stable_steps, num_decay_steps;
+    const char *warmup_type, *decay_type; /* "linear", "cosine", "1-sqrt" */
+    double min_lr_ratio;
+    /* reduce_lr_on_plateau (torch defaults: mode min, factor 0.1, patience 10, threshold 1e-4 rel,
+     * cooldown 0, min_lr 0, eps 1e-8) */
+    bool mode_max;
+    double factor, threshold, plateau_min_lr, plateau_eps;
+    int64_t patience, cooldown;
+    bool threshold_abs;
+} hft_schedule_config;
+
+/* lr_scheduler_type names: linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup,
+ * inverse_sqrt, reduce_lr_on_plateau, cosine_with_min_lr, cosine_warmup_with_min_lr, warmup_stable_decay.
+ * An unknown name is an error listing the known ones. */
+hft_status hft_schedule_kind_from_name(const char *name, hft_schedule_kind *kind);
+const char *hft_schedule_kind_name(hft_schedule_kind kind);
+
+typedef struct hft_schedule hft_schedule;
+hft_status hft_schedule_new(const hft_schedule_config *cfg, hft_schedule **out);
+void hft_schedule_free(hft_schedule *s);
+/* The multiplier of the base lr at optimizer step `step` (0-based: the lr the step uses, as the HF
+ * Trainer logs it, read before the scheduler advances), computed in f64. */
+double hft_schedule_multiplier(const hft_schedule *s, int64_t step);
+/* reduce_lr_on_plateau: feeds an evaluation metric; other kinds ignore it. */
+void hft_schedule_observe(hft_schedule *s, double metric);
+
+/* The state a checkpoint keeps (plateau counters; the lambda schedules are pure functions of the step). */
+typedef struct hft_schedule_state {
+    double multiplier, best;
+    int64_t num_bad_epochs, cooldown_counter, last_epoch;
+} hft_schedule_state;
+void hft_schedule_get_state(const hft_schedule *s, hft_schedule_state *state);
+void hft_schedule_set_state(hft_schedule *s, const hft_schedule_state *state);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
