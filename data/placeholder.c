@@ -1,0 +1,2 @@
+/* Placeholder until the data pipeline lands (removed then). */
+#include "data/data.h"
