@@ -1,0 +1,75 @@
+/* The recipe: a YAML file (libyaml) with sections model, tokenizer, data and training — the training keys
+ * are HF TrainingArguments' names, with HF's defaults — plus key=value overrides from the command line.
+ * Parsed into one typed struct and validated before any work starts; every error names the file and line
+ * (or the command-line argument), the key, what was found and what was expected. */
+#ifndef HFT_RECIPE_H
+#define HFT_RECIPE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kernels/kernels.h"
+
+typedef struct hft_recipe {
+    char *path; /* the recipe file */
+    /* model */
+    char *model_path;         /* a Hugging Face model folder */
+    char *model_config;       /* or a config.json to train from scratch */
+    char *model_architecture; /* load as this architecture (a new head) */
+    int64_t num_labels;
+    /* tokenizer */
+    char *tokenizer_path; /* a tokenizer.json or folder; "bytes" for the byte-level tokenizer; default: model */
+    /* data */
+    char *train_file, *eval_file;
+    char *data_format; /* auto (from the extension), text, jsonl, csv, tsv, tokens, hdf5 */
+    char *data_task;   /* auto (from the model), causal_lm, prompt_completion, chat, classification */
+    char *text_field, *text_pair_field, *prompt_field, *completion_field, *messages_field, *label_field;
+    int64_t max_length;
+    bool packing, skip_bad_rows;
+    char *cache_dir;
+    /* training: HF TrainingArguments names and defaults */
+    char *output_dir;
+    double num_train_epochs;
+    int64_t max_steps;
+    int64_t per_device_train_batch_size, per_device_eval_batch_size, gradient_accumulation_steps;
+    double learning_rate, weight_decay, adam_beta1, adam_beta2, adam_epsilon, max_grad_norm;
+    char *optim, *lr_scheduler_type;
+    double warmup_ratio, warmup_steps;
+    double logging_steps;
+    bool logging_first_step;
+    char *eval_strategy;
+    double eval_steps; /* 0: logging_steps */
+    char *save_strategy;
+    double save_steps;
+    int64_t save_total_limit; /* 0: keep all */
+    bool load_best_model_at_end;
+    char *metric_for_best_model; /* "": loss when load_best_model_at_end */
+    int greater_is_better;       /* -1: from the metric's name */
+    int64_t early_stopping_patience; /* 0: off */
+    double early_stopping_threshold;
+    int64_t seed, data_seed; /* data_seed -1: seed */
+    double label_smoothing_factor;
+    bool gradient_checkpointing, dataloader_drop_last;
+    char *resume_from_checkpoint; /* "": no; "true": the newest in output_dir; else a checkpoint folder */
+    bool bf16, fp16;
+    int64_t threads; /* 0: OMP_NUM_THREADS or all cores */
+    /* a sample generated at the end of training */
+    char *sample_prompt;
+    int64_t sample_tokens;
+    /* where each key was set: for the messages of checks made after parsing */
+    int lines[128];
+} hft_recipe;
+
+/* Loads `path` (NULL: defaults only) and applies the overrides ("key=value", key as "section.key" or a bare
+ * key that names one key). Validates types, ranges, combinations and that the files named exist. */
+hft_status hft_recipe_load(const char *path, int n_overrides, char *const *overrides, hft_recipe **out);
+void hft_recipe_free(hft_recipe *r);
+/* Every key with its section, default and meaning (hft-train --help). */
+void hft_recipe_print_help(FILE *fp);
+/* The resolved recipe as YAML (printed at start and saved into each checkpoint). */
+void hft_recipe_write(const hft_recipe *r, FILE *fp);
+/* The file:line where a key was set ("recipe.yaml:12", "command line", or "default"). */
+const char *hft_recipe_where(const hft_recipe *r, const char *key, char *buf, size_t size);
+
+#endif
