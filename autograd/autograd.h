@@ -268,6 +268,17 @@ void hft_paramset_zero_grad(hft_paramset *ps);
  * read whole (clipping, all-reduce). */
 void hft_paramset_materialize_grads(hft_paramset *ps);
 
+/* ---------------------------------------------------------------- activation checkpointing */
+
+/* Runs fn(ctx, inputs, user) → output without keeping the activations inside it: only the inputs and the
+ * output stay in the arena. Backward re-runs fn on the same inputs (same RNG position, so the same
+ * dropout masks) inside an arena scope, backpropagates through it, and releases the recomputed
+ * activations at once — peak memory holds one block's activations instead of every block's. fn must be
+ * a pure function of its inputs, the parameters it reads and `user` (which must stay valid until
+ * backward). */
+typedef hft_tensor *(*hft_checkpoint_fn)(hft_ctx *ctx, hft_tensor *const *inputs, void *user);
+hft_tensor *hft_checkpoint(hft_ctx *ctx, hft_checkpoint_fn fn, void *user, int n_in, hft_tensor *const *inputs);
+
 /* ---------------------------------------------------------------- backward */
 
 /* Runs the tape backward from `root`, seeding it with `grad` (NULL: 1 for a one-element root).

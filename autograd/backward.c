@@ -16,6 +16,11 @@ bool ag_any_requires_grad(int n, hft_tensor *const *in) {
 hft_node *ag_record(hft_ctx *ctx, const char *op, ag_backward_fn backward, hft_tensor *out, int n_in,
                     hft_tensor *const *in, size_t saved_bytes) {
     if (!ctx->grad_enabled || !ag_any_requires_grad(n_in, in)) return NULL;
+    return ag_record_node(ctx, op, backward, out, n_in, in, saved_bytes);
+}
+
+hft_node *ag_record_node(hft_ctx *ctx, const char *op, ag_backward_fn backward, hft_tensor *out, int n_in,
+                         hft_tensor *const *in, size_t saved_bytes) {
     hft_node *node = ag_alloc(ctx, sizeof *node + (size_t)n_in * sizeof(hft_tensor *));
     if (!node) return NULL;
     node->op = op;
@@ -152,6 +157,11 @@ hft_status hft_backward(hft_ctx *ctx, hft_tensor *root, const hft_tensor *grad) 
                 hft_tensor_describe(grad, b1, sizeof b1), hft_tensor_describe(root, b2, sizeof b2));
         return ctx->status;
     }
+    ag_run_backward(ctx, root, grad);
+    return ctx->status;
+}
+
+void ag_run_backward(hft_ctx *ctx, hft_tensor *root, const hft_tensor *grad) {
     ag_grad seed;
     if (ag_grad_begin(ctx, root, AG_STRIDED, &seed)) {
         if (grad) {
@@ -173,5 +183,4 @@ hft_status hft_backward(hft_ctx *ctx, hft_tensor *root, const hft_tensor *grad) 
             out->flags &= ~(uint32_t)HFT_TENSOR_GRAD_SET;
         }
     }
-    return ctx->status;
 }

@@ -112,6 +112,8 @@ hft_arena_mark hft_ctx_mark(hft_ctx *ctx) {
                             .data_offset = ctx->data.off,
                             .header_chunk = h->cur,
                             .header_offset = h->off,
+                            .data_used = ctx->data.used,
+                            .header_used = h->used,
                             .gen = ctx->gen};
 }
 

@@ -119,6 +119,9 @@ void ag_set_contiguous_strides(hft_tensor *t);
 hft_node *ag_record(hft_ctx *ctx, const char *op, ag_backward_fn backward, hft_tensor *out, int n_in,
                     hft_tensor *const *in, size_t saved_bytes);
 bool ag_any_requires_grad(int n, hft_tensor *const *in);
+/* Appends a node whatever its inputs need (an op whose parameters are not among its inputs). */
+hft_node *ag_record_node(hft_ctx *ctx, const char *op, ag_backward_fn backward, hft_tensor *out, int n_in,
+                         hft_tensor *const *in, size_t saved_bytes);
 
 /* Writing a gradient for an input during backward:
  *   ag_grad g;
@@ -137,6 +140,9 @@ typedef struct ag_grad {
 } ag_grad;
 bool ag_grad_begin(hft_ctx *ctx, hft_tensor *input, int layout, ag_grad *g);
 void ag_grad_end(hft_ctx *ctx, ag_grad *g);
+
+/* Walks the tape backward from root (whose gradient is `grad`, or 1), as hft_backward after its checks. */
+void ag_run_backward(hft_ctx *ctx, hft_tensor *root, const hft_tensor *grad);
 
 /* Kernel views of tensors. */
 hft_kview ag_kview(const hft_tensor *t);
