@@ -102,44 +102,67 @@ typedef enum hft_schedule_kind {
     HFT_SCHEDULE_WARMUP_STABLE_DECAY,
 } hft_schedule_kind;
 
-/* transformers' lr_scheduler_type with its scheduler_specific_kwargs. Zero means the default. */
+/* transformers' lr_scheduler_type with its scheduler_specific_kwargs (lr_scheduler_kwargs). Start from
+ * hft_schedule_defaults(kind), which holds transformers' and torch's defaults, and set what the recipe
+ * gives: zero is a value here (lr_end 0, patience 0 and threshold 0 are common), not "the default". A
+ * zeroed config works for linear, constant, constant_with_warmup and inverse_sqrt; for the others its
+ * num_cycles, power or factor of 0 is refused, with a message pointing here. */
 typedef struct hft_schedule_config {
     hft_schedule_kind kind;
-    int64_t total_steps;  /* num_training_steps */
-    double warmup;        /* warmup_steps; a value below 1 is a ratio of total_steps (as warmup_ratio) */
-    double num_cycles;    /* cosine: 0.5; cosine_with_restarts: 1 */
-    double power, lr_end; /* polynomial: 1, 1e-7 (lr_end is absolute, needs base_lr) */
-    double base_lr;       /* the optimizer's lr, for polynomial's lr_end and min_lr */
-    int64_t timescale;    /* inverse_sqrt: 0 → warmup steps or 10000 */
-    double min_lr, min_lr_rate; /* cosine_with_min_lr: one of the two */
-    /* warmup_stable_decay */
+    int64_t total_steps; /* num_training_steps, >= 0 */
+    /* warmup_steps (TrainingArguments' get_warmup_steps): >= 1 is a step count (truncated to an integer),
+     * below 1 a ratio of total_steps, ceil(ratio × total_steps); >= 0. constant and
+     * reduce_lr_on_plateau ignore it. */
+    double warmup;
+    double num_cycles;    /* > 0; cosine, cosine_with_min_lr, cosine_warmup_with_min_lr and
+                           * warmup_stable_decay (its cosine shapes): 0.5; cosine_with_restarts: 1 */
+    double power, lr_end; /* polynomial: 1 (> 0), 1e-7 (lr_end is absolute, below base_lr) */
+    /* The optimizer's lr (optimizer.defaults["lr"]): polynomial's lr_end, cosine's min_lr and
+     * reduce_lr_on_plateau's min_lr and eps are absolute learning rates, so those need it (> 0). */
+    double base_lr;
+    int64_t timescale; /* inverse_sqrt: 0 → the warmup steps, or 10000 without warmup */
+    /* cosine_with_min_lr, cosine_warmup_with_min_lr: exactly one of min_lr (absolute) and min_lr_rate (of
+     * base_lr); NaN is unset (the default, both NaN, is refused as transformers refuses it). */
+    double min_lr, min_lr_rate;
+    double warmup_lr_rate; /* cosine_warmup_with_min_lr: NaN (unset) → warmup (step + 1) / warmup */
+    /* warmup_stable_decay: num_decay_steps is required (>= 0; the default -1 is unset); num_stable_steps
+     * below 0 (the default) is total_steps − warmup − num_decay_steps */
     int64_t num_stable_steps, num_decay_steps;
-    const char *warmup_type, *decay_type; /* "linear", "cosine", "1-sqrt" */
-    double min_lr_ratio;
-    /* reduce_lr_on_plateau (torch defaults: mode min, factor 0.1, patience 10, threshold 1e-4 rel,
-     * cooldown 0, min_lr 0, eps 1e-8) */
+    const char *warmup_type, *decay_type; /* "linear", "cosine", "1-sqrt"; defaults linear, cosine */
+    double min_lr_ratio;                  /* 0 */
+    /* reduce_lr_on_plateau (torch's defaults: mode min, factor 0.1 (in (0, 1)), patience 10, threshold
+     * 1e-4 rel, cooldown 0, min_lr 0 (absolute), eps 1e-8 (absolute)) */
     bool mode_max;
     double factor, threshold, plateau_min_lr, plateau_eps;
     int64_t patience, cooldown;
     bool threshold_abs;
 } hft_schedule_config;
 
+hft_schedule_config hft_schedule_defaults(hft_schedule_kind kind);
 /* lr_scheduler_type names: linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup,
  * inverse_sqrt, reduce_lr_on_plateau, cosine_with_min_lr, cosine_warmup_with_min_lr, warmup_stable_decay.
- * An unknown name is an error listing the known ones. */
+ * An unknown name is an error listing the known ones (HFT_EINVAL); transformers' "greedy" (GreedyLR) is
+ * HFT_EUNSUPPORTED. */
 hft_status hft_schedule_kind_from_name(const char *name, hft_schedule_kind *kind);
 const char *hft_schedule_kind_name(hft_schedule_kind kind);
 
 typedef struct hft_schedule hft_schedule;
+/* Checks the config as transformers and torch check it, and refuses what they would fail on later (a
+ * division by zero at some step); the message names the schedule, the parameter, its value and what is
+ * allowed. Warmup longer than total_steps is accepted, as transformers accepts it. */
 hft_status hft_schedule_new(const hft_schedule_config *cfg, hft_schedule **out);
 void hft_schedule_free(hft_schedule *s);
+/* The warmup in steps after resolving a ratio (0 for constant and reduce_lr_on_plateau). */
+int64_t hft_schedule_warmup_steps(const hft_schedule *s);
 /* The multiplier of the base lr at optimizer step `step` (0-based: the lr the step uses, as the HF
  * Trainer logs it, read before the scheduler advances), computed in f64. */
 double hft_schedule_multiplier(const hft_schedule *s, int64_t step);
-/* reduce_lr_on_plateau: feeds an evaluation metric; other kinds ignore it. */
+/* reduce_lr_on_plateau: feeds an evaluation metric (torch's ReduceLROnPlateau.step(metric); NaN is never
+ * an improvement); other kinds ignore it. The multiplier then holds until the next metric. */
 void hft_schedule_observe(hft_schedule *s, double metric);
 
-/* The state a checkpoint keeps (plateau counters; the lambda schedules are pure functions of the step). */
+/* The state a checkpoint keeps (plateau: its multiplier, best metric and counters; the lambda schedules are
+ * pure functions of the step and report multiplier 1, the rest 0, and ignore a set). */
 typedef struct hft_schedule_state {
     double multiplier, best;
     int64_t num_bad_epochs, cooldown_counter, last_epoch;
