@@ -332,6 +332,73 @@ typedef struct hft_attn_args {
     void *scratch; /* hft_attn_scratch_bytes */
 } hft_attn_args;
 
+/* ---------------------------------------------------------------- optimizer steps */
+
+/* One parameter's slice of an optimizer's flat buffers: the gradient and every state buffer are laid out
+ * like the parameter set's flat gradient, so element i of the parameter lives at offset + i in each;
+ * the parameter's values are wherever their owner put them. lr and weight_decay: its group's, this step. */
+typedef struct hft_optim_slice {
+    void *param;
+    int64_t offset, n;
+    double lr, weight_decay;
+} hft_optim_slice;
+
+/* The element-wise optimizers update every slice in one fused pass (read p, g and the state, write p and
+ * the state), split into fixed ranges of the flat buffers over the threads. Slices are in ascending
+ * offset and do not overlap. Scalars are rounded to the data's dtype as torch rounds them. */
+
+/* torch's fused Adam/AdamW CPU kernel (FusedAdamKernel.cpp, adam_math), operation for operation:
+ * Adam adds weight_decay·p to the gradient, AdamW (decoupled) multiplies p by 1 - lr·weight_decay;
+ * m ← lerp(m, g, 1-β1); v ← β2·v + (1-β2)·g·g; (amsgrad: v̂ ← max(v̂, v)); p ← p - lr/(1-β1^t) · m /
+ * (√v / √(1-β2^t) + eps). */
+typedef struct hft_adam_args {
+    int n_slices;
+    const hft_optim_slice *slices;
+    const void *grad;
+    void *exp_avg, *exp_avg_sq, *max_exp_avg_sq; /* max_exp_avg_sq: amsgrad only */
+    double beta1, beta2, eps;
+    int64_t step; /* the step being taken, from 1 */
+    bool decoupled, amsgrad;
+} hft_adam_args;
+
+/* torch.optim.SGD (_single_tensor_sgd): g ← g + wd·p; with momentum b ← g on the first step, else
+ * b ← momentum·b + (1-dampening)·g; g ← nesterov ? g + momentum·b : b; p ← p - lr·g. */
+typedef struct hft_sgd_args {
+    int n_slices;
+    const hft_optim_slice *slices;
+    const void *grad;
+    void *momentum_buffer; /* NULL when momentum is 0 */
+    double momentum, dampening;
+    bool nesterov, first_step;
+} hft_sgd_args;
+
+/* Lion as lion-pytorch writes it: p ← p·(1 - lr·wd); p ← p - lr·sign(β1·m + (1-β1)·g);
+ * m ← β2·m + (1-β2)·g. */
+typedef struct hft_lion_args {
+    int n_slices;
+    const hft_optim_slice *slices;
+    const void *grad;
+    void *exp_avg;
+    double beta1, beta2;
+} hft_lion_args;
+
+/* transformers' Adafactor update of one parameter, given the lr it computed (from the parameter's RMS):
+ * factored (a [batch, rows, cols] view of a parameter of 2 dims or more) keeps row and column means of
+ * g² + eps1, else a full second moment; the update is clipped to RMS clip_threshold, scaled by lr, averaged
+ * with β1 when exp_avg is given, and weight decay adds decay·p (decay = -weight_decay·lr). Sums run in
+ * f64 over a fixed partition. */
+typedef struct hft_adafactor_args {
+    void *param;
+    const void *grad;
+    int64_t batch, rows, cols;
+    bool factored;
+    void *exp_avg_sq_row, *exp_avg_sq_col; /* factored: [batch, rows], [batch, cols] */
+    void *exp_avg_sq;                      /* not factored: like the parameter */
+    void *exp_avg;                         /* β1 set: like the parameter; else NULL */
+    void *scratch;                         /* factored: batch·(rows + cols) elements */
+    double beta1, beta2t, eps1, clip_threshold, lr, decay;
+} hft_adafactor_args;
+
 /* ---------------------------------------------------------------- the kernel table of a backend */
 
 typedef struct hft_kernels {
@@ -358,6 +425,12 @@ typedef struct hft_kernels {
     size_t (*attn_scratch_bytes)(const hft_attn_args *, size_t elsize, bool backward);
     /* Sum of `n` values in a fixed order independent of the thread count (loss totals, norms). */
     double (*sum[HFT_DTYPE_COUNT])(const void *x, int64_t n);
+    /* Optimizers. sumsq: Σ x² in f64, in a fixed order independent of the thread count (norms). */
+    void (*adam_step[HFT_DTYPE_COUNT])(const hft_adam_args *);
+    void (*sgd_step[HFT_DTYPE_COUNT])(const hft_sgd_args *);
+    void (*lion_step[HFT_DTYPE_COUNT])(const hft_lion_args *);
+    void (*adafactor_step[HFT_DTYPE_COUNT])(const hft_adafactor_args *);
+    double (*sumsq[HFT_DTYPE_COUNT])(const void *x, int64_t n);
 } hft_kernels;
 
 /* The table for a device type, or NULL when that backend is not available in this process. */
