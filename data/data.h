@@ -33,7 +33,7 @@ typedef struct hft_encoding {
     int64_t n, cap;
     int64_t (*offsets)[2]; /* [begin, end) byte offsets in the input, or NULL if not tracked */
     int32_t *type_ids;     /* the post-processor's segment ids (0, or 1 for a pair's second text) */
-    int32_t *special_mask; /* 1 where the post-processor or an added special token put the id */
+    int32_t *special_mask; /* 1 where the post-processor added the id (special tokens typed in the text get 0, as HF) */
 } hft_encoding;
 void hft_encoding_free(hft_encoding *e);
 
@@ -108,9 +108,16 @@ int64_t hft_dataset_size(const hft_dataset *ds);
 int64_t hft_dataset_skipped(const hft_dataset *ds);
 /* The longest example, in tokens (for sizing buffers for max length). */
 int64_t hft_dataset_max_tokens(const hft_dataset *ds);
+/* The first few skipped rows' reasons ("file:line: what"), for logging; NULL past the last one kept. */
+const char *hft_dataset_skip_reason(const hft_dataset *ds, int64_t i);
+/* Segment ids of example `index` for per-document attention: per token, 0 for the document the example
+ * starts in, counting up at each document boundary (all 0 unless packed). Writes the example's n values
+ * into out and returns n. */
+int64_t hft_dataset_segment_ids(const hft_dataset *ds, int64_t index, int32_t *out);
 
 /* One example: token ids, the label ids (-100 where no loss; NULL means "the ids themselves" for causal
- * LM), segment ids (NULL for none) and, for classification, the label. */
+ * LM), segment ids (NULL for none) and, for classification, the label. The pointers are into the dataset,
+ * except for a u16 shard, whose ids are widened into a buffer valid until the next hft_dataset_get. */
 typedef struct hft_example {
     const int32_t *ids;
     const int32_t *labels;

@@ -1,2 +1,0 @@
-/* Placeholder until the data pipeline lands (removed then). */
-#include "data/data.h"
