@@ -55,6 +55,7 @@ static hft_status parse_config(hft_model *m, bert *t, nn_cfg *c) {
     t->n_head = nn_cfg_pos_int(c, "num_attention_heads", NULL, 12);
     t->intermediate = nn_cfg_pos_int(c, "intermediate_size", NULL, 3072);
     t->max_positions = nn_cfg_pos_int(c, "max_position_embeddings", NULL, 512);
+    m->max_positions = t->max_positions;
     t->type_vocab = nn_cfg_pos_int(c, "type_vocab_size", NULL, 2);
     t->eps = nn_cfg_num(c, "layer_norm_eps", 1e-12);
     t->hidden_pdrop = nn_cfg_num(c, "hidden_dropout_prob", 0.1);

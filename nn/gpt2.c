@@ -71,6 +71,7 @@ static hft_status gpt2_build(hft_model *m) {
     HFT_TRY(parse_config(m, g, &c));
     m->task = HFT_TASK_CAUSAL_LM;
     m->hidden_size = g->n_embd;
+    m->max_positions = g->n_positions;
     m->base_prefix = "transformer.";
     g->layers = calloc((size_t)(m->n_layers ? m->n_layers : 1), sizeof *g->layers);
     if (!g->layers) return hft_error(HFT_ENOMEM, "out of memory");

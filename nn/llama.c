@@ -286,6 +286,7 @@ static hft_status parse_config(hft_model *m, llama *g, nn_cfg *c) {
     g->n_kv_heads = nn_cfg_pos_int(c, "num_key_value_heads", NULL, kv_default);
     g->max_positions =
         nn_cfg_pos_int(c, "max_position_embeddings", NULL, arch_default(a, 2048, 131072, 32768));
+    m->max_positions = g->max_positions;
     g->eps = nn_cfg_num(c, "rms_norm_eps", 1e-6);
     g->tied = nn_cfg_bool(c, "tie_word_embeddings", false);
     g->attn_dropout = nn_cfg_num(c, "attention_dropout", 0.0);

@@ -368,6 +368,34 @@ hft_status hft_model_load(const char *dir, const hft_load_options *opts, hft_mod
     return HFT_OK;
 }
 
+hft_status hft_model_load_weights(hft_model *m, const char *dir) {
+    for (int i = 0; i < hft_paramset_count(m->params); i++) m->info[i].loaded = false;
+    nn_checkpoint ck;
+    HFT_TRY(nn_checkpoint_open(dir, &ck));
+    hft_status st = HFT_OK;
+    for (int i = 0; i < hft_paramset_count(m->params) && st == HFT_OK; i++) {
+        const char *taken = NULL;
+        st = load_param(m, &ck, i, &taken);
+        if (st == HFT_OK && !m->info[i].loaded)
+            st = hft_error(HFT_EFORMAT, "%s: no tensor '%s' in the weights", dir, hft_paramset_get(m->params, i)->name);
+    }
+    nn_checkpoint_close(&ck);
+    return st;
+}
+
+void hft_model_fingerprint(const hft_model *m, char out[33]) {
+    uint64_t h1 = 1469598103934665603ull, h2 = 1099511628211ull; /* two FNV-1a lanes */
+    const char *arch = m->architecture;
+    for (const char *c = arch; *c; c++) h1 = (h1 ^ (unsigned char)*c) * 1099511628211ull;
+    for (int i = 0; i < hft_paramset_count(m->params); i++) {
+        hft_param *p = hft_paramset_get(m->params, i);
+        for (const char *c = p->name; *c; c++) h1 = (h1 ^ (unsigned char)*c) * 1099511628211ull;
+        for (int d = 0; d < p->value->ndim; d++) h2 = (h2 ^ (uint64_t)p->value->shape[d]) * 0x100000001b3ull + (uint64_t)d;
+        h2 = (h2 ^ (uint64_t)i) * 0x9E3779B97F4A7C15ull;
+    }
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
+}
+
 /* ---------------------------------------------------------------- saving */
 
 static hft_status write_text(const char *path, const char *text) {
@@ -451,6 +479,7 @@ int64_t hft_model_vocab_size(const hft_model *m) {
 int64_t hft_model_num_labels(const hft_model *m) {
     return m->num_labels;
 }
+int64_t hft_model_max_positions(const hft_model *m) { return m->max_positions; }
 int hft_model_unused_count(const hft_model *m) {
     return m->n_unused;
 }

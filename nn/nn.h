@@ -100,6 +100,12 @@ hft_status hft_model_load(const char *dir, const hft_load_options *opts, hft_mod
  * config.json; `source` names it in messages. */
 hft_status hft_model_from_config(const char *config_json, const char *source, const hft_load_options *opts,
                                  hft_model **out);
+/* Loads the weights of a model folder saved from a model of the same architecture and shapes (a checkpoint)
+ * into `m`: every parameter must be there with its shape. */
+hft_status hft_model_load_weights(hft_model *m, const char *dir);
+/* A hex hash of the architecture and every parameter's name and shape: equal fingerprints mean a
+ * checkpoint's weights and optimizer state fit the model. */
+void hft_model_fingerprint(const hft_model *m, char out[33]);
 /* Writes config.json and model.safetensors (tied weights once) into `dir`, creating it; each file atomically.
  */
 hft_status hft_model_save(hft_model *m, const char *dir);
@@ -112,6 +118,7 @@ int hft_model_layers(const hft_model *m);
 int64_t hft_model_hidden_size(const hft_model *m);
 int64_t hft_model_vocab_size(const hft_model *m);
 int64_t hft_model_num_labels(const hft_model *m);
+int64_t hft_model_max_positions(const hft_model *m); /* max_position_embeddings */
 /* What loading reported, as transformers warns: checkpoint tensors no parameter took, and head parameters
  * the checkpoint lacked (initialised). */
 int hft_model_unused_count(const hft_model *m);

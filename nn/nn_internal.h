@@ -64,6 +64,7 @@ struct hft_model {
     void *impl; /* the family's parsed config and parameter pointers */
     int n_layers;
     int64_t hidden_size, vocab_size, num_labels;
+    int64_t max_positions; /* the longest sequence the position scheme covers (max_position_embeddings) */
     const char
         *base_prefix; /* "transformer.", "model.", "bert." or "": names in base-model checkpoints lack it */
     uint64_t seed;

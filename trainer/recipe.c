@@ -20,6 +20,8 @@ typedef enum kind {
     K_STEPS, /* a count of steps, or below 1 a ratio of the total */
     K_ENUM,  /* one of `choices` */
     K_TRI,   /* true/false, or unset (-1) */
+    K_ONUM,  /* a number, or unset (NaN) */
+    K_OINT,  /* an integer, or unset (INT64_MIN) */
 } kind;
 
 typedef struct key_spec {
@@ -34,76 +36,171 @@ typedef struct key_spec {
 } key_spec;
 
 #define F(field) offsetof(hft_recipe, field)
-#define INF HUGE_VAL
+#define INF      HUGE_VAL
 static const key_spec keys[] = {
-    {"model", "path", NULL, K_FILE, F(model_path), "", 0, 0, false, NULL, "a Hugging Face model folder (config.json + safetensors)"},
-    {"model", "config", NULL, K_FILE, F(model_config), "", 0, 0, false, NULL, "a config.json to train a new model from scratch, instead of path"},
-    {"model", "architecture", NULL, K_STR, F(model_architecture), "", 0, 0, false, NULL, "load as this architecture, e.g. BertForSequenceClassification (adds a new head)"},
-    {"model", "num_labels", NULL, K_INT, F(num_labels), "0", 0, 1e9, false, NULL, "labels of a new classification head (0: the model config's)"},
-    {"tokenizer", "path", NULL, K_STR, F(tokenizer_path), "", 0, 0, false, NULL, "tokenizer.json or its folder; \"bytes\" for a byte-level tokenizer; default: the model folder"},
+    {"model", "path", NULL, K_FILE, F(model_path), "", 0, 0, false, NULL,
+     "a Hugging Face model folder (config.json + safetensors)"},
+    {"model", "config", NULL, K_FILE, F(model_config), "", 0, 0, false, NULL,
+     "a config.json to train a new model from scratch, instead of path"},
+    {"model", "architecture", NULL, K_STR, F(model_architecture), "", 0, 0, false, NULL,
+     "load as this architecture, e.g. BertForSequenceClassification (adds a new head)"},
+    {"model", "num_labels", NULL, K_INT, F(num_labels), "0", 0, 1e9, false, NULL,
+     "labels of a new classification head (0: the model config's)"},
+    {"tokenizer", "path", NULL, K_STR, F(tokenizer_path), "", 0, 0, false, NULL,
+     "tokenizer.json or its folder; \"bytes\" for a byte-level tokenizer; default: the model folder"},
     {"data", "train_file", NULL, K_FILE, F(train_file), "", 0, 0, false, NULL, "the training data"},
     {"data", "eval_file", NULL, K_FILE, F(eval_file), "", 0, 0, false, NULL, "the evaluation data"},
-    {"data", "format", NULL, K_ENUM, F(data_format), "auto", 0, 0, false, "auto|text|jsonl|csv|tsv|tokens|hdf5", "file format; auto: from the extension"},
-    {"data", "task", NULL, K_ENUM, F(data_task), "auto", 0, 0, false, "auto|causal_lm|prompt_completion|chat|classification", "what the examples are; auto: from the model and the format"},
-    {"data", "text_field", NULL, K_STR, F(text_field), "text", 0, 0, false, NULL, "JSONL/CSV field holding the text"},
-    {"data", "text_pair_field", NULL, K_STR, F(text_pair_field), "", 0, 0, false, NULL, "field holding a second text (classification of pairs)"},
-    {"data", "prompt_field", NULL, K_STR, F(prompt_field), "prompt", 0, 0, false, NULL, "field holding the prompt (no loss on it)"},
-    {"data", "completion_field", NULL, K_STR, F(completion_field), "completion", 0, 0, false, NULL, "field holding the completion"},
-    {"data", "messages_field", NULL, K_STR, F(messages_field), "messages", 0, 0, false, NULL, "field holding chat messages"},
-    {"data", "label_field", NULL, K_STR, F(label_field), "label", 0, 0, false, NULL, "field holding the class label"},
-    {"data", "max_length", NULL, K_INT, F(max_length), "512", 1, 1e9, false, NULL, "tokens per example (truncation); with packing, the block size"},
-    {"data", "packing", NULL, K_BOOL, F(packing), "true", 0, 0, false, NULL, "pack documents into blocks of max_length (causal LM text)"},
-    {"data", "skip_bad_rows", NULL, K_BOOL, F(skip_bad_rows), "false", 0, 0, false, NULL, "skip and count malformed rows instead of stopping"},
-    {"data", "cache_dir", NULL, K_STR, F(cache_dir), "~/.cache/hft", 0, 0, false, NULL, "where tokenized data is cached (\"\": no cache)"},
-    {"training", "output_dir", NULL, K_STR, F(output_dir), "trainer_output", 0, 0, false, NULL, "checkpoints, logs and the final model"},
-    {"training", "num_train_epochs", NULL, K_NUM, F(num_train_epochs), "3", 0, INF, true, NULL, "epochs (fractions allowed); ignored when max_steps > 0"},
-    {"training", "max_steps", NULL, K_INT, F(max_steps), "-1", -1, 1e12, false, NULL, "optimizer steps; -1: from num_train_epochs"},
-    {"training", "per_device_train_batch_size", NULL, K_INT, F(per_device_train_batch_size), "8", 1, 1e9, false, NULL, "examples per micro-batch on each device"},
-    {"training", "per_device_eval_batch_size", NULL, K_INT, F(per_device_eval_batch_size), "8", 1, 1e9, false, NULL, "examples per evaluation batch"},
-    {"training", "gradient_accumulation_steps", NULL, K_INT, F(gradient_accumulation_steps), "1", 1, 1e9, false, NULL, "micro-batches per optimizer step"},
-    {"training", "learning_rate", NULL, K_NUM, F(learning_rate), "5e-5", 0, INF, false, NULL, "peak learning rate"},
-    {"training", "weight_decay", NULL, K_NUM, F(weight_decay), "0", 0, INF, false, NULL, "decoupled weight decay (not on biases and norm weights)"},
+    {"data", "format", NULL, K_ENUM, F(data_format), "auto", 0, 0, false,
+     "auto|text|jsonl|csv|tsv|tokens|hdf5", "file format; auto: from the extension"},
+    {"data", "task", NULL, K_ENUM, F(data_task), "auto", 0, 0, false,
+     "auto|causal_lm|prompt_completion|chat|classification",
+     "what the examples are; auto: from the model and the format"},
+    {"data", "text_field", NULL, K_STR, F(text_field), "text", 0, 0, false, NULL,
+     "JSONL/CSV field holding the text"},
+    {"data", "text_pair_field", NULL, K_STR, F(text_pair_field), "", 0, 0, false, NULL,
+     "field holding a second text (classification of pairs)"},
+    {"data", "prompt_field", NULL, K_STR, F(prompt_field), "prompt", 0, 0, false, NULL,
+     "field holding the prompt (no loss on it)"},
+    {"data", "completion_field", NULL, K_STR, F(completion_field), "completion", 0, 0, false, NULL,
+     "field holding the completion"},
+    {"data", "messages_field", NULL, K_STR, F(messages_field), "messages", 0, 0, false, NULL,
+     "field holding chat messages"},
+    {"data", "label_field", NULL, K_STR, F(label_field), "label", 0, 0, false, NULL,
+     "field holding the class label"},
+    {"data", "max_length", NULL, K_INT, F(max_length), "512", 1, 1e9, false, NULL,
+     "tokens per example (truncation); with packing, the block size"},
+    {"data", "packing", NULL, K_BOOL, F(packing), "true", 0, 0, false, NULL,
+     "pack documents into blocks of max_length (causal LM text)"},
+    {"data", "skip_bad_rows", NULL, K_BOOL, F(skip_bad_rows), "false", 0, 0, false, NULL,
+     "skip and count malformed rows instead of stopping"},
+    {"data", "cache_dir", NULL, K_STR, F(cache_dir), "~/.cache/hft", 0, 0, false, NULL,
+     "where tokenized data is cached (\"\": no cache)"},
+    {"training", "output_dir", NULL, K_STR, F(output_dir), "trainer_output", 0, 0, false, NULL,
+     "checkpoints, logs and the final model"},
+    {"training", "num_train_epochs", NULL, K_NUM, F(num_train_epochs), "3", 0, INF, true, NULL,
+     "epochs (fractions allowed); ignored when max_steps > 0"},
+    {"training", "max_steps", NULL, K_INT, F(max_steps), "-1", -1, 1e12, false, NULL,
+     "optimizer steps; -1: from num_train_epochs"},
+    {"training", "per_device_train_batch_size", NULL, K_INT, F(per_device_train_batch_size), "8", 1, 1e9,
+     false, NULL, "examples per micro-batch on each device"},
+    {"training", "per_device_eval_batch_size", NULL, K_INT, F(per_device_eval_batch_size), "8", 1, 1e9, false,
+     NULL, "examples per evaluation batch"},
+    {"training", "gradient_accumulation_steps", NULL, K_INT, F(gradient_accumulation_steps), "1", 1, 1e9,
+     false, NULL, "micro-batches per optimizer step"},
+    {"training", "learning_rate", NULL, K_NUM, F(learning_rate), "5e-5", 0, INF, false, NULL,
+     "peak learning rate"},
+    {"training", "weight_decay", NULL, K_NUM, F(weight_decay), "0", 0, INF, false, NULL,
+     "decoupled weight decay (not on biases and norm weights)"},
     {"training", "adam_beta1", NULL, K_NUM, F(adam_beta1), "0.9", 0, 1, false, NULL, "Adam beta1, in [0, 1)"},
-    {"training", "adam_beta2", NULL, K_NUM, F(adam_beta2), "0.999", 0, 1, false, NULL, "Adam beta2, in [0, 1)"},
+    {"training", "adam_beta2", NULL, K_NUM, F(adam_beta2), "0.999", 0, 1, false, NULL,
+     "Adam beta2, in [0, 1)"},
     {"training", "adam_epsilon", NULL, K_NUM, F(adam_epsilon), "1e-8", 0, INF, true, NULL, "Adam epsilon"},
-    {"training", "max_grad_norm", NULL, K_NUM, F(max_grad_norm), "1.0", 0, INF, false, NULL, "clip gradients to this global L2 norm (0: no clipping)"},
-    {"training", "optim", NULL, K_STR, F(optim), "adamw_torch_fused", 0, 0, false, NULL, "adamw_torch_fused, adamw_torch, adam, sgd, adafactor, lion"},
-    {"training", "lr_scheduler_type", NULL, K_STR, F(lr_scheduler_type), "linear", 0, 0, false, NULL, "linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt, reduce_lr_on_plateau, cosine_with_min_lr, cosine_warmup_with_min_lr, warmup_stable_decay"},
-    {"training", "warmup_ratio", NULL, K_NUM, F(warmup_ratio), "0", 0, 1, false, NULL, "warmup as a share of the steps (4.x name)"},
-    {"training", "warmup_steps", NULL, K_NUM, F(warmup_steps), "0", 0, INF, false, NULL, "warmup steps; below 1, a share of the steps (5.x)"},
-    {"training", "logging_steps", NULL, K_STEPS, F(logging_steps), "500", 0, INF, true, NULL, "log every this many steps (below 1: a share of the steps)"},
-    {"training", "logging_first_step", NULL, K_BOOL, F(logging_first_step), "false", 0, 0, false, NULL, "also log the first step"},
-    {"training", "eval_strategy", "evaluation_strategy", K_ENUM, F(eval_strategy), "no", 0, 0, false, "no|steps|epoch", "when to evaluate"},
-    {"training", "eval_steps", NULL, K_STEPS, F(eval_steps), "0", 0, INF, false, NULL, "evaluate every this many steps (0: logging_steps)"},
-    {"training", "save_strategy", NULL, K_ENUM, F(save_strategy), "steps", 0, 0, false, "no|steps|epoch|best", "when to save a checkpoint"},
-    {"training", "save_steps", NULL, K_STEPS, F(save_steps), "500", 0, INF, true, NULL, "save every this many steps (below 1: a share of the steps)"},
-    {"training", "save_total_limit", NULL, K_INT, F(save_total_limit), "0", 0, 1e9, false, NULL, "keep at most this many checkpoints, never deleting the newest or the best (0: all)"},
-    {"training", "load_best_model_at_end", NULL, K_BOOL, F(load_best_model_at_end), "false", 0, 0, false, NULL, "end with the best checkpoint's weights"},
-    {"training", "metric_for_best_model", NULL, K_STR, F(metric_for_best_model), "", 0, 0, false, NULL, "eval metric that picks the best checkpoint (default: loss)"},
-    {"training", "greater_is_better", NULL, K_TRI, F(greater_is_better), "", 0, 0, false, NULL, "whether a larger metric is better (default: unless it ends in loss)"},
-    {"training", "early_stopping_patience", NULL, K_INT, F(early_stopping_patience), "0", 0, 1e9, false, NULL, "stop after this many evaluations without improvement (0: never)"},
-    {"training", "early_stopping_threshold", NULL, K_NUM, F(early_stopping_threshold), "0", 0, INF, false, NULL, "improvement smaller than this does not count"},
-    {"training", "seed", NULL, K_INT, F(seed), "42", 0, 1.8e19, false, NULL, "seed of initialisation and dropout"},
-    {"training", "data_seed", NULL, K_INT, F(data_seed), "-1", -1, 1.8e19, false, NULL, "seed of the data order (-1: seed)"},
-    {"training", "label_smoothing_factor", NULL, K_NUM, F(label_smoothing_factor), "0", 0, 1, false, NULL, "label smoothing of the cross-entropy, in [0, 1)"},
-    {"training", "gradient_checkpointing", "activation_checkpointing", K_BOOL, F(gradient_checkpointing), "false", 0, 0, false, NULL, "recompute block activations in backward to save memory"},
-    {"training", "dataloader_drop_last", NULL, K_BOOL, F(dataloader_drop_last), "false", 0, 0, false, NULL, "drop the last incomplete batch of an epoch"},
-    {"training", "resume_from_checkpoint", NULL, K_STR, F(resume_from_checkpoint), "", 0, 0, false, NULL, "true (the newest checkpoint in output_dir) or a checkpoint folder"},
+    {"training", "max_grad_norm", NULL, K_NUM, F(max_grad_norm), "1.0", 0, INF, false, NULL,
+     "clip gradients to this global L2 norm (0: no clipping)"},
+    {"training", "optim", NULL, K_STR, F(optim), "adamw_torch_fused", 0, 0, false, NULL,
+     "adamw_torch_fused, adamw_torch, adam, sgd, adafactor, lion"},
+    {"training", "lr_scheduler_type", NULL, K_STR, F(lr_scheduler_type), "linear", 0, 0, false, NULL,
+     "linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt, "
+     "reduce_lr_on_plateau, cosine_with_min_lr, cosine_warmup_with_min_lr, warmup_stable_decay"},
+    {"training", "warmup_ratio", NULL, K_NUM, F(warmup_ratio), "0", 0, 1, false, NULL,
+     "warmup as a share of the steps (4.x name)"},
+    {"training", "warmup_steps", NULL, K_NUM, F(warmup_steps), "0", 0, INF, false, NULL,
+     "warmup steps; below 1, a share of the steps (5.x)"},
+    {"training", "logging_steps", NULL, K_STEPS, F(logging_steps), "500", 0, INF, true, NULL,
+     "log every this many steps (below 1: a share of the steps)"},
+    {"training", "logging_first_step", NULL, K_BOOL, F(logging_first_step), "false", 0, 0, false, NULL,
+     "also log the first step"},
+    {"training", "eval_strategy", "evaluation_strategy", K_ENUM, F(eval_strategy), "no", 0, 0, false,
+     "no|steps|epoch", "when to evaluate"},
+    {"training", "eval_steps", NULL, K_STEPS, F(eval_steps), "0", 0, INF, false, NULL,
+     "evaluate every this many steps (0: logging_steps)"},
+    {"training", "save_strategy", NULL, K_ENUM, F(save_strategy), "steps", 0, 0, false, "no|steps|epoch|best",
+     "when to save a checkpoint"},
+    {"training", "save_steps", NULL, K_STEPS, F(save_steps), "500", 0, INF, true, NULL,
+     "save every this many steps (below 1: a share of the steps)"},
+    {"training", "save_total_limit", NULL, K_INT, F(save_total_limit), "0", 0, 1e9, false, NULL,
+     "keep at most this many checkpoints, never deleting the newest or the best (0: all)"},
+    {"training", "load_best_model_at_end", NULL, K_BOOL, F(load_best_model_at_end), "false", 0, 0, false,
+     NULL, "end with the best checkpoint's weights"},
+    {"training", "metric_for_best_model", NULL, K_STR, F(metric_for_best_model), "", 0, 0, false, NULL,
+     "eval metric that picks the best checkpoint (default: loss)"},
+    {"training", "greater_is_better", NULL, K_TRI, F(greater_is_better), "", 0, 0, false, NULL,
+     "whether a larger metric is better (default: unless it ends in loss)"},
+    {"training", "early_stopping_patience", NULL, K_INT, F(early_stopping_patience), "0", 0, 1e9, false, NULL,
+     "stop after this many evaluations without improvement (0: never)"},
+    {"training", "early_stopping_threshold", NULL, K_NUM, F(early_stopping_threshold), "0", 0, INF, false,
+     NULL, "improvement smaller than this does not count"},
+    {"training", "seed", NULL, K_INT, F(seed), "42", 0, 1.8e19, false, NULL,
+     "seed of initialisation and dropout"},
+    {"training", "data_seed", NULL, K_INT, F(data_seed), "-1", -1, 1.8e19, false, NULL,
+     "seed of the data order (-1: seed)"},
+    {"training", "label_smoothing_factor", NULL, K_NUM, F(label_smoothing_factor), "0", 0, 1, false, NULL,
+     "label smoothing of the cross-entropy, in [0, 1)"},
+    {"training", "gradient_checkpointing", "activation_checkpointing", K_BOOL, F(gradient_checkpointing),
+     "false", 0, 0, false, NULL, "recompute block activations in backward to save memory"},
+    {"training", "dataloader_drop_last", NULL, K_BOOL, F(dataloader_drop_last), "false", 0, 0, false, NULL,
+     "drop the last incomplete batch of an epoch"},
+    {"training", "resume_from_checkpoint", NULL, K_STR, F(resume_from_checkpoint), "", 0, 0, false, NULL,
+     "true (the newest checkpoint in output_dir) or a checkpoint folder"},
     {"training", "bf16", NULL, K_BOOL, F(bf16), "false", 0, 0, false, NULL, "bfloat16 mixed precision"},
-    {"training", "fp16", NULL, K_BOOL, F(fp16), "false", 0, 0, false, NULL, "float16 mixed precision with loss scaling"},
-    {"training", "threads", NULL, K_INT, F(threads), "0", 0, 4096, false, NULL, "CPU threads (0: OMP_NUM_THREADS, else all cores)"},
-    {"training", "sample_prompt", NULL, K_STR, F(sample_prompt), "", 0, 0, false, NULL, "after training, generate a sample from this prompt"},
-    {"training", "sample_tokens", NULL, K_INT, F(sample_tokens), "0", 0, 1e6, false, NULL, "tokens of the sample (0: no sample)"},
+    {"training", "fp16", NULL, K_BOOL, F(fp16), "false", 0, 0, false, NULL,
+     "float16 mixed precision with loss scaling"},
+    {"training", "threads", NULL, K_INT, F(threads), "0", 0, 4096, false, NULL,
+     "CPU threads (0: OMP_NUM_THREADS, else all cores)"},
+    {"training", "sample_prompt", NULL, K_STR, F(sample_prompt), "", 0, 0, false, NULL,
+     "after training, generate a sample from this prompt"},
+    {"training", "sample_tokens", NULL, K_INT, F(sample_tokens), "0", 0, 1e6, false, NULL,
+     "tokens of the sample (0: no sample)"},
+    /* under training (as in TrainingArguments) or at the top level; unset keys keep transformers' defaults */
+    {"lr_scheduler_kwargs", "num_cycles", NULL, K_ONUM, F(sk_num_cycles), "", 0, INF, true, NULL,
+     "cosine schedules: cycles"},
+    {"lr_scheduler_kwargs", "power", NULL, K_ONUM, F(sk_power), "", 0, INF, true, NULL, "polynomial: power"},
+    {"lr_scheduler_kwargs", "lr_end", NULL, K_ONUM, F(sk_lr_end), "", 0, INF, false, NULL,
+     "polynomial: final lr"},
+    {"lr_scheduler_kwargs", "timescale", NULL, K_OINT, F(sk_timescale), "", 1, 1e12, false, NULL,
+     "inverse_sqrt: timescale"},
+    {"lr_scheduler_kwargs", "min_lr", NULL, K_ONUM, F(sk_min_lr), "", 0, INF, false, NULL,
+     "cosine_with_min_lr, reduce_lr_on_plateau: the lowest lr"},
+    {"lr_scheduler_kwargs", "min_lr_rate", NULL, K_ONUM, F(sk_min_lr_rate), "", 0, 1, false, NULL,
+     "cosine_with_min_lr: the lowest lr as a share of the lr"},
+    {"lr_scheduler_kwargs", "warmup_lr_rate", NULL, K_ONUM, F(sk_warmup_lr_rate), "", 0, 1, false, NULL,
+     "cosine_warmup_with_min_lr: lr share at the first step"},
+    {"lr_scheduler_kwargs", "num_stable_steps", NULL, K_OINT, F(sk_num_stable_steps), "", 0, 1e12, false,
+     NULL, "warmup_stable_decay: stable steps"},
+    {"lr_scheduler_kwargs", "num_decay_steps", NULL, K_OINT, F(sk_num_decay_steps), "", 0, 1e12, false, NULL,
+     "warmup_stable_decay: decay steps (required)"},
+    {"lr_scheduler_kwargs", "warmup_type", NULL, K_STR, F(sk_warmup_type), "", 0, 0, false, NULL,
+     "warmup_stable_decay: linear, cosine or 1-sqrt"},
+    {"lr_scheduler_kwargs", "decay_type", NULL, K_STR, F(sk_decay_type), "", 0, 0, false, NULL,
+     "warmup_stable_decay: linear, cosine or 1-sqrt"},
+    {"lr_scheduler_kwargs", "min_lr_ratio", NULL, K_ONUM, F(sk_min_lr_ratio), "", 0, 1, false, NULL,
+     "warmup_stable_decay: the lowest lr as a share"},
+    {"lr_scheduler_kwargs", "mode", NULL, K_STR, F(sk_mode), "", 0, 0, false, NULL,
+     "reduce_lr_on_plateau: min or max"},
+    {"lr_scheduler_kwargs", "factor", NULL, K_ONUM, F(sk_factor), "", 0, 1, true, NULL,
+     "reduce_lr_on_plateau: lr multiplier on a plateau"},
+    {"lr_scheduler_kwargs", "patience", NULL, K_OINT, F(sk_patience), "", 0, 1e12, false, NULL,
+     "reduce_lr_on_plateau: evaluations to wait"},
+    {"lr_scheduler_kwargs", "threshold", NULL, K_ONUM, F(sk_threshold), "", 0, INF, false, NULL,
+     "reduce_lr_on_plateau: improvement threshold"},
+    {"lr_scheduler_kwargs", "threshold_mode", NULL, K_STR, F(sk_threshold_mode), "", 0, 0, false, NULL,
+     "reduce_lr_on_plateau: rel or abs"},
+    {"lr_scheduler_kwargs", "cooldown", NULL, K_OINT, F(sk_cooldown), "", 0, 1e12, false, NULL,
+     "reduce_lr_on_plateau: evaluations to wait after a cut"},
+    {"lr_scheduler_kwargs", "eps", NULL, K_ONUM, F(sk_eps), "", 0, INF, false, NULL,
+     "reduce_lr_on_plateau: smallest lr change applied"},
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
-static const char *const sections[] = {"model", "tokenizer", "data", "training"};
+static const char *const sections[] = {"model", "tokenizer", "data", "training", "lr_scheduler_kwargs"};
 #define N_SECTIONS ((int)(sizeof sections / sizeof sections[0]))
 
 enum { SET_DEFAULT = 0, SET_CLI = -1 };
 
 /* ---------------------------------------------------------------- values */
 
-static char **str_at(hft_recipe *r, const key_spec *k) { return (char **)((char *)r + k->off); }
+static char **str_at(hft_recipe *r, const key_spec *k) {
+    return (char **)((char *)r + k->off);
+}
 
 static int edit_distance(const char *a, const char *b) {
     size_t n = strlen(a), m = strlen(b);
@@ -130,7 +227,8 @@ static void suggest(const char *word, const char *section, char *buf, size_t siz
         if (section && strcmp(keys[i].section, section) != 0) continue;
         int d = edit_distance(word, keys[i].name);
         if (d < best_d) best_d = d, best = keys[i].name;
-        if (keys[i].alias && (d = edit_distance(word, keys[i].alias)) < best_d) best_d = d, best = keys[i].alias;
+        if (keys[i].alias && (d = edit_distance(word, keys[i].alias)) < best_d)
+            best_d = d, best = keys[i].alias;
     }
     if (!section)
         for (int s = 0; s < N_SECTIONS; s++) {
@@ -166,7 +264,7 @@ static bool parse_number(const char *s, double *out) {
 }
 
 static void describe_range(const key_spec *k, char *buf, size_t size) {
-    const char *what = k->kind == K_INT ? "an integer" : "a number";
+    const char *what = k->kind == K_INT || k->kind == K_OINT ? "an integer" : "a number";
     if (k->hi == INF || k->hi >= 1e9)
         snprintf(buf, size, "%s %s %g", what, k->lo_open ? ">" : ">=", k->lo);
     else if (k->hi == 1 && k->kind == K_NUM && (strstr(k->name, "beta") || strstr(k->name, "smoothing")))
@@ -195,19 +293,36 @@ static hft_status set_value(hft_recipe *r, const key_spec *k, const char *v, con
         for (const char *c = k->choices; *c;) {
             const char *e = strchr(c, '|');
             size_t len = e ? (size_t)(e - c) : strlen(c);
-            if (len == n && strncmp(c, v, n) == 0) return set_value(r, &(key_spec){.kind = K_STR, .off = k->off}, v, where);
+            if (len == n && strncmp(c, v, n) == 0)
+                return set_value(r, &(key_spec){.kind = K_STR, .off = k->off}, v, where);
             if (!e) break;
             c = e + 1;
         }
         return hft_error(HFT_EINVAL, "%s: %s: expected one of %s, got \"%s\"", where, k->name, k->choices, v);
     }
     case K_BOOL:
-        if (!parse_bool(v, &b)) return hft_error(HFT_EINVAL, "%s: %s: expected true or false, got \"%s\"", where, k->name, v);
+        if (!parse_bool(v, &b))
+            return hft_error(HFT_EINVAL, "%s: %s: expected true or false, got \"%s\"", where, k->name, v);
         *(bool *)p = b;
+        return HFT_OK;
+    case K_ONUM:
+        if (!*v) return *(double *)p = NAN, HFT_OK;
+        describe_range(k, range, sizeof range);
+        if (!parse_number(v, &d) || d < k->lo || (k->lo_open && d == k->lo) || d > k->hi)
+            return hft_error(HFT_EINVAL, "%s: %s: expected %s, got \"%s\"", where, k->name, range, v);
+        *(double *)p = d;
+        return HFT_OK;
+    case K_OINT:
+        if (!*v) return *(int64_t *)p = INT64_MIN, HFT_OK;
+        describe_range(k, range, sizeof range);
+        if (!parse_number(v, &d) || d != floor(d) || d < k->lo || d > k->hi)
+            return hft_error(HFT_EINVAL, "%s: %s: expected %s, got \"%s\"", where, k->name, range, v);
+        *(int64_t *)p = (int64_t)d;
         return HFT_OK;
     case K_TRI:
         if (!*v) return *(int *)p = -1, HFT_OK;
-        if (!parse_bool(v, &b)) return hft_error(HFT_EINVAL, "%s: %s: expected true or false, got \"%s\"", where, k->name, v);
+        if (!parse_bool(v, &b))
+            return hft_error(HFT_EINVAL, "%s: %s: expected true or false, got \"%s\"", where, k->name, v);
         *(int *)p = b;
         return HFT_OK;
     case K_INT:
@@ -220,7 +335,8 @@ static hft_status set_value(hft_recipe *r, const key_spec *k, const char *v, con
     case K_STEPS:
         describe_range(k, range, sizeof range);
         if (!parse_number(v, &d) || d < k->lo || (k->lo_open && d == k->lo) || d > k->hi ||
-            (k->hi == 1 && d == 1 && k->kind == K_NUM && (strstr(k->name, "beta") || strstr(k->name, "smoothing"))) ||
+            (k->hi == 1 && d == 1 && k->kind == K_NUM &&
+             (strstr(k->name, "beta") || strstr(k->name, "smoothing"))) ||
             (k->kind == K_STEPS && d >= 1 && d != floor(d)))
             return hft_error(HFT_EINVAL, "%s: %s: expected %s%s, got \"%s\"", where, k->name, range,
                              k->kind == K_STEPS ? " (a whole number of steps, or below 1 a ratio)" : "", v);
@@ -252,14 +368,16 @@ static int bare_key(const char *name, int *matches) {
 
 /* ---------------------------------------------------------------- reading YAML */
 
-static hft_status scalar_of(yaml_document_t *doc, yaml_node_t *n, const char *where, const char *key, const char **out) {
+static hft_status scalar_of(yaml_document_t *doc, yaml_node_t *n, const char *where, const char *key,
+                            const char **out) {
     if (n->type != YAML_SCALAR_NODE)
         return hft_error(HFT_EINVAL, "%s: %s: expected a single value, got a %s", where, key,
                          n->type == YAML_MAPPING_NODE ? "mapping" : "list");
     (void)doc;
     const char *v = (const char *)n->data.scalar.value;
     /* YAML's nulls read as the default */
-    if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && (!*v || strcmp(v, "~") == 0 || strcmp(v, "null") == 0))
+    if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+        (!*v || strcmp(v, "~") == 0 || strcmp(v, "null") == 0))
         v = NULL;
     *out = v;
     return HFT_OK;
@@ -274,8 +392,9 @@ static hft_status apply_pair(hft_recipe *r, yaml_document_t *doc, const char *se
         int matches;
         idx = bare_key(name, &matches);
         if (matches > 1)
-            return hft_error(HFT_EINVAL, "%s: '%s' is a key of more than one section: write it under its section",
-                             where, name);
+            return hft_error(HFT_EINVAL,
+                             "%s: '%s' is a key of more than one section: write it under its section", where,
+                             name);
     }
     if (idx < 0) {
         suggest(name, section, hint, sizeof hint);
@@ -307,8 +426,9 @@ static hft_status read_yaml(hft_recipe *r, const char *path) {
     }
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (root && root->type != YAML_MAPPING_NODE)
-        st = hft_error(HFT_EINVAL, "%s:%zu: expected sections (model:, data:, training: ...) at the top level", path,
-                       root->start_mark.line + 1);
+        st =
+            hft_error(HFT_EINVAL, "%s:%zu: expected sections (model:, data:, training: ...) at the top level",
+                      path, root->start_mark.line + 1);
     for (yaml_node_pair_t *p = root && st == HFT_OK ? root->data.mapping.pairs.start : NULL;
          p && p < root->data.mapping.pairs.top && st == HFT_OK; p++) {
         yaml_node_t *kn = yaml_document_get_node(&doc, p->key), *vn = yaml_document_get_node(&doc, p->value);
@@ -325,10 +445,24 @@ static hft_status read_yaml(hft_recipe *r, const char *path) {
                            vn->start_mark.line + 1, name);
             break;
         }
-        for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top && st == HFT_OK; q++) {
-            yaml_node_t *k2 = yaml_document_get_node(&doc, q->key), *v2 = yaml_document_get_node(&doc, q->value);
-            st = apply_pair(r, &doc, name, k2->type == YAML_SCALAR_NODE ? (const char *)k2->data.scalar.value : "", v2,
-                            path);
+        for (yaml_node_pair_t *q = vn->data.mapping.pairs.start;
+             q < vn->data.mapping.pairs.top && st == HFT_OK; q++) {
+            yaml_node_t *k2 = yaml_document_get_node(&doc, q->key),
+                        *v2 = yaml_document_get_node(&doc, q->value);
+            const char *k2name = k2->type == YAML_SCALAR_NODE ? (const char *)k2->data.scalar.value : "";
+            if (strcmp(name, "training") == 0 && strcmp(k2name, "lr_scheduler_kwargs") == 0 &&
+                v2->type == YAML_MAPPING_NODE) { /* TrainingArguments' nested dict */
+                for (yaml_node_pair_t *u = v2->data.mapping.pairs.start;
+                     u < v2->data.mapping.pairs.top && st == HFT_OK; u++) {
+                    yaml_node_t *k3 = yaml_document_get_node(&doc, u->key),
+                                *v3 = yaml_document_get_node(&doc, u->value);
+                    st = apply_pair(r, &doc, "lr_scheduler_kwargs",
+                                    k3->type == YAML_SCALAR_NODE ? (const char *)k3->data.scalar.value : "",
+                                    v3, path);
+                }
+                continue;
+            }
+            st = apply_pair(r, &doc, name, k2name, v2, path);
         }
     }
     yaml_document_delete(&doc);
@@ -360,7 +494,9 @@ static hft_status apply_override(hft_recipe *r, const char *arg) {
     } else {
         idx = bare_key(key, &matches);
         if (matches > 1)
-            return hft_error(HFT_EINVAL, "command line: '%s' is a key of more than one section: write section.%s", key, key);
+            return hft_error(HFT_EINVAL,
+                             "command line: '%s' is a key of more than one section: write section.%s", key,
+                             key);
         if (idx < 0) {
             suggest(key, NULL, hint, sizeof hint);
             return hft_error(HFT_EINVAL, "command line: unknown key '%s'%s", key, hint);
@@ -397,37 +533,49 @@ static hft_status check(hft_recipe *r) {
         const key_spec *k = &keys[i];
         const char *v = *str_at(r, k);
         if (k->kind == K_FILE && v && *v && !exists(v))
-            return hft_error(HFT_EIO, "%s: %s: no such file or folder: %s", hft_recipe_where(r, k->name, w, sizeof w),
-                             k->name, v);
+            return hft_error(HFT_EIO, "%s: %s: no such file or folder: %s",
+                             hft_recipe_where(r, k->name, w, sizeof w), k->name, v);
     }
     if (!*r->model_path && !*r->model_config)
-        return hft_error(HFT_EINVAL, "%s: model: give path (a model folder) or config (a config.json to train from scratch)",
-                         r->path ? r->path : "recipe");
+        return hft_error(
+            HFT_EINVAL,
+            "%s: model: give path (a model folder) or config (a config.json to train from scratch)",
+            r->path ? r->path : "recipe");
     if (*r->model_path && *r->model_config)
-        return hft_error(HFT_EINVAL, "%s: model: give path or config, not both", hft_recipe_where(r, "config", w, sizeof w));
+        return hft_error(HFT_EINVAL, "%s: model: give path or config, not both",
+                         hft_recipe_where(r, "config", w, sizeof w));
     if (!*r->train_file)
         return hft_error(HFT_EINVAL, "%s: data: train_file is required", r->path ? r->path : "recipe");
     if (r->bf16 && r->fp16)
-        return hft_error(HFT_EINVAL, "%s: bf16 and fp16 cannot both be true", hft_recipe_where(r, "fp16", w, sizeof w));
+        return hft_error(HFT_EINVAL, "%s: bf16 and fp16 cannot both be true",
+                         hft_recipe_where(r, "fp16", w, sizeof w));
     if (r->max_steps == 0)
-        return hft_error(HFT_EINVAL, "%s: max_steps: expected -1 or a count > 0", hft_recipe_where(r, "max_steps", w, sizeof w));
+        return hft_error(HFT_EINVAL, "%s: max_steps: expected -1 or a count > 0",
+                         hft_recipe_where(r, "max_steps", w, sizeof w));
     if (r->load_best_model_at_end || r->early_stopping_patience > 0) {
         const char *who = r->load_best_model_at_end ? "load_best_model_at_end" : "early_stopping_patience";
         if (strcmp(r->eval_strategy, "no") == 0)
             return hft_error(HFT_EINVAL, "%s: %s needs evaluation: set eval_strategy to steps or epoch",
                              hft_recipe_where(r, who, w, sizeof w), who);
         if (r->early_stopping_patience > 0 && !r->load_best_model_at_end)
-            return hft_error(HFT_EINVAL, "%s: early_stopping_patience needs load_best_model_at_end: true (as the HF Trainer)",
-                             hft_recipe_where(r, "early_stopping_patience", w, sizeof w));
+            return hft_error(
+                HFT_EINVAL,
+                "%s: early_stopping_patience needs load_best_model_at_end: true (as the HF Trainer)",
+                hft_recipe_where(r, "early_stopping_patience", w, sizeof w));
         if (r->load_best_model_at_end && strcmp(r->save_strategy, "best") != 0) {
             if (strcmp(r->save_strategy, r->eval_strategy) != 0)
-                return hft_error(HFT_EINVAL, "%s: load_best_model_at_end needs save_strategy (%s) to equal eval_strategy (%s, %s)",
-                                 hft_recipe_where(r, "save_strategy", w, sizeof w), r->save_strategy, r->eval_strategy,
-                                 hft_recipe_where(r, "eval_strategy", w2, sizeof w2));
+                return hft_error(
+                    HFT_EINVAL,
+                    "%s: load_best_model_at_end needs save_strategy (%s) to equal eval_strategy (%s, %s)",
+                    hft_recipe_where(r, "save_strategy", w, sizeof w), r->save_strategy, r->eval_strategy,
+                    hft_recipe_where(r, "eval_strategy", w2, sizeof w2));
             double every = r->eval_steps > 0 ? r->eval_steps : r->logging_steps;
-            if (strcmp(r->save_strategy, "steps") == 0 && every >= 1 && r->save_steps >= 1 && fmod(r->save_steps, every) != 0)
-                return hft_error(HFT_EINVAL, "%s: load_best_model_at_end needs save_steps (%g) to be a multiple of eval_steps (%g)",
-                                 hft_recipe_where(r, "save_steps", w, sizeof w), r->save_steps, every);
+            if (strcmp(r->save_strategy, "steps") == 0 && every >= 1 && r->save_steps >= 1 &&
+                fmod(r->save_steps, every) != 0)
+                return hft_error(
+                    HFT_EINVAL,
+                    "%s: load_best_model_at_end needs save_steps (%g) to be a multiple of eval_steps (%g)",
+                    hft_recipe_where(r, "save_steps", w, sizeof w), r->save_steps, every);
         }
     }
     const char *res = r->resume_from_checkpoint;
@@ -444,7 +592,8 @@ static hft_status check(hft_recipe *r) {
 void hft_recipe_free(hft_recipe *r) {
     if (!r) return;
     for (int i = 0; i < N_KEYS; i++)
-        if (keys[i].kind == K_STR || keys[i].kind == K_FILE || keys[i].kind == K_ENUM) free(*str_at(r, &keys[i]));
+        if (keys[i].kind == K_STR || keys[i].kind == K_FILE || keys[i].kind == K_ENUM)
+            free(*str_at(r, &keys[i]));
     free(r->path);
     free(r);
 }
@@ -475,12 +624,34 @@ static void write_value(const hft_recipe *r, const key_spec *k, FILE *fp) {
     switch (k->kind) {
     case K_STR:
     case K_FILE:
-    case K_ENUM: fprintf(fp, "\"%s\"", *(char *const *)p); break;
-    case K_BOOL: fprintf(fp, "%s", *(const bool *)p ? "true" : "false"); break;
-    case K_TRI: fprintf(fp, "%s", *(const int *)p < 0 ? "null" : *(const int *)p ? "true" : "false"); break;
-    case K_INT: fprintf(fp, "%lld", (long long)*(const int64_t *)p); break;
+    case K_ENUM:
+        fprintf(fp, "\"%s\"", *(char *const *)p);
+        break;
+    case K_BOOL:
+        fprintf(fp, "%s", *(const bool *)p ? "true" : "false");
+        break;
+    case K_TRI:
+        fprintf(fp, "%s", *(const int *)p < 0 ? "null" : *(const int *)p ? "true" : "false");
+        break;
+    case K_INT:
+        fprintf(fp, "%lld", (long long)*(const int64_t *)p);
+        break;
     case K_NUM:
-    case K_STEPS: fprintf(fp, "%.17g", *(const double *)p); break;
+    case K_STEPS:
+        fprintf(fp, "%.17g", *(const double *)p);
+        break;
+    case K_ONUM:
+        if (isnan(*(const double *)p))
+            fprintf(fp, "null");
+        else
+            fprintf(fp, "%.17g", *(const double *)p);
+        break;
+    case K_OINT:
+        if (*(const int64_t *)p == INT64_MIN)
+            fprintf(fp, "null");
+        else
+            fprintf(fp, "%lld", (long long)*(const int64_t *)p);
+        break;
     }
 }
 
@@ -503,7 +674,10 @@ void hft_recipe_print_help(FILE *fp) {
             const key_spec *k = &keys[i];
             if (strcmp(k->section, sections[s]) != 0) continue;
             char def[64];
-            snprintf(def, sizeof def, "%s", *k->def ? k->def : k->kind == K_TRI ? "(auto)" : "\"\"");
+            snprintf(def, sizeof def, "%s",
+                     *k->def                                                      ? k->def
+                     : k->kind == K_TRI || k->kind == K_ONUM || k->kind == K_OINT ? "(default)"
+                                                                                  : "\"\"");
             fprintf(fp, "  %-30s %-18s %s%s%s%s\n", k->name, def, k->help, k->alias ? " (also: " : "",
                     k->alias ? k->alias : "", k->alias ? ")" : "");
         }

@@ -19,7 +19,8 @@ typedef struct hft_recipe {
     char *model_architecture; /* load as this architecture (a new head) */
     int64_t num_labels;
     /* tokenizer */
-    char *tokenizer_path; /* a tokenizer.json or folder; "bytes" for the byte-level tokenizer; default: model */
+    char *
+        tokenizer_path; /* a tokenizer.json or folder; "bytes" for the byte-level tokenizer; default: model */
     /* data */
     char *train_file, *eval_file;
     char *data_format; /* auto (from the extension), text, jsonl, csv, tsv, tokens, hdf5 */
@@ -44,8 +45,8 @@ typedef struct hft_recipe {
     double save_steps;
     int64_t save_total_limit; /* 0: keep all */
     bool load_best_model_at_end;
-    char *metric_for_best_model; /* "": loss when load_best_model_at_end */
-    int greater_is_better;       /* -1: from the metric's name */
+    char *metric_for_best_model;     /* "": loss when load_best_model_at_end */
+    int greater_is_better;           /* -1: from the metric's name */
     int64_t early_stopping_patience; /* 0: off */
     double early_stopping_threshold;
     int64_t seed, data_seed; /* data_seed -1: seed */
@@ -54,11 +55,16 @@ typedef struct hft_recipe {
     char *resume_from_checkpoint; /* "": no; "true": the newest in output_dir; else a checkpoint folder */
     bool bf16, fp16;
     int64_t threads; /* 0: OMP_NUM_THREADS or all cores */
+    /* lr_scheduler_kwargs (transformers' scheduler_specific_kwargs); NaN / INT64_MIN / "" when not given */
+    double sk_num_cycles, sk_power, sk_lr_end, sk_min_lr, sk_min_lr_rate, sk_warmup_lr_rate, sk_min_lr_ratio;
+    double sk_factor, sk_threshold, sk_eps;
+    int64_t sk_timescale, sk_num_stable_steps, sk_num_decay_steps, sk_patience, sk_cooldown;
+    char *sk_warmup_type, *sk_decay_type, *sk_mode, *sk_threshold_mode;
     /* a sample generated at the end of training */
     char *sample_prompt;
     int64_t sample_tokens;
     /* where each key was set: for the messages of checks made after parsing */
-    int lines[128];
+    int lines[160];
 } hft_recipe;
 
 /* Loads `path` (NULL: defaults only) and applies the overrides ("key=value", key as "section.key" or a bare

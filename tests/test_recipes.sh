@@ -1,0 +1,49 @@
+#!/bin/sh
+# Runs every recipe in recipes/ for a few steps on tiny models, as CI does: a tiny "pretrained" folder per
+# family is made first by hft-train itself (from a config and a fixture tokenizer, one step, saved with the
+# tokenizer files), then each recipe runs on it with key=value overrides, resumes, and exports.
+# Usage: test_recipes.sh BUILD_DIR   (run from the repository root)
+set -eu
+bin="$1/trainer"
+work=$(mktemp -d /tmp/hft-recipes-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+fx=tests/fixtures/recipes
+tk=tests/fixtures/tokenizers
+quiet="logging_steps=1 save_steps=1000 cache_dir="
+
+pretrain() { # name config tokenizer data [extra]
+    name=$1 config=$2 tok=$3 data=$4
+    shift 4
+    echo "== a tiny $name to fine-tune"
+    "$bin/hft-train" recipes/scratch_gpt.yaml model.config="$config" tokenizer.path="$tok" data.train_file="$data" \
+        output_dir="$work/$name" max_steps=1 sample_tokens=0 max_length=64 $quiet "$@" > "$work/$name.log"
+}
+
+pretrain gpt2 $fx/gpt2-tiny.json $tk/gpt2_bpe $fx/train.txt
+pretrain llama $fx/llama-tiny.json $tk/sentencepiece_bpe $fx/train.txt
+pretrain bert $fx/bert-tiny.json $tk/wordpiece_bert $fx/classify.csv data.task=classification data.format=csv
+
+echo "== recipes/scratch_gpt.yaml"
+"$bin/hft-train" recipes/scratch_gpt.yaml output_dir="$work/scratch" max_steps=3 sample_tokens=20 max_length=64 $quiet
+
+echo "== recipes/gpt2_finetune.yaml"
+"$bin/hft-train" recipes/gpt2_finetune.yaml model.path="$work/gpt2" data.train_file=$fx/train.txt \
+    data.eval_file=$fx/valid.txt output_dir="$work/gpt2-ft" max_steps=4 eval_steps=2 save_steps=2 max_length=64 \
+    gradient_accumulation_steps=2 logging_steps=1 cache_dir=
+echo "== resume"
+"$bin/hft-train" recipes/gpt2_finetune.yaml model.path="$work/gpt2" data.train_file=$fx/train.txt \
+    data.eval_file=$fx/valid.txt output_dir="$work/gpt2-ft" max_steps=6 eval_steps=2 save_steps=2 max_length=64 \
+    gradient_accumulation_steps=2 logging_steps=1 cache_dir= resume_from_checkpoint=true | grep -q "resuming from"
+"$bin/hft-export" "$work/gpt2-ft" "$work/gpt2-export"
+test -f "$work/gpt2-export/model.safetensors" -a -f "$work/gpt2-export/tokenizer.json"
+
+echo "== recipes/llama_sft.yaml"
+"$bin/hft-train" recipes/llama_sft.yaml model.path="$work/llama" data.train_file=$fx/sft.jsonl \
+    output_dir="$work/llama-sft" max_steps=3 max_length=64 gradient_accumulation_steps=2 $quiet
+
+echo "== recipes/bert_classification.yaml"
+"$bin/hft-train" recipes/bert_classification.yaml model.path="$work/bert" data.train_file=$fx/classify.csv \
+    data.eval_file=$fx/classify.csv output_dir="$work/bert-cls" num_train_epochs=1 max_length=32 \
+    per_device_train_batch_size=8 logging_steps=1 cache_dir= > "$work/bert.log"
+grep -q "eval_accuracy" "$work/bert.log"
+echo "all recipes ran"

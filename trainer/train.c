@@ -1,0 +1,765 @@
+/* The training loop. One optimizer step reads top to bottom: take the micro-batches of an accumulation
+ * window, count the loss terms of the whole window (the divisor, known before the first backward, so
+ * that accumulation N × b equals batch N·b), then for each micro-batch forward, backward and release its
+ * arena; clip, step the optimizer at the schedule's lr, log, evaluate, save. */
+#include "trainer/trainer.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "data/data.h"
+#include "nn/nn.h"
+#include "optim/optim.h"
+#include "trainer/checkpoint.h"
+#include "trainer/fsutil.h"
+#include "trainer/logbook.h"
+#include "trainer/sample.h"
+#include "trainer/train_state.h"
+
+static volatile sig_atomic_t stop_signal;
+static void on_stop_signal(int sig) {
+    stop_signal = sig;
+}
+
+typedef struct trainer {
+    const hft_recipe *r;
+    hft_model *model;
+    hft_tokenizer *tok;
+    char *tokenizer_dir; /* for copying tokenizer files into checkpoints; NULL for built-in tokenizers */
+    hft_dataset *train, *eval;
+    hft_data_task task;
+    hft_sampler *sampler;
+    hft_optimizer *opt;
+    hft_schedule *sched;
+    hft_ctx *ctx;
+    logbook log;
+    int64_t batch_size, accum, batches_per_epoch, steps_per_epoch, total_steps;
+    int64_t logging_every, eval_every, save_every, warmup;
+    int64_t global_step, tokens_seen, micro_in_epoch;
+    hft_cursor cursor;
+    uint64_t seed, data_seed;
+    int64_t *indices; /* accum × batch_size */
+    int64_t *counts;  /* examples per micro-batch of the window */
+    /* logging between log lines */
+    double loss_since_log, train_loss_total, last_grad_norm;
+    int64_t steps_since_log;
+    double started, window_started, tokens_at_log;
+    /* best model */
+    char metric[64];
+    bool greater_is_better;
+    int64_t evals_without_improvement;
+    bool early_stop;
+    hft_collate_options collate;
+} trainer;
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- set-up */
+
+static hft_status load_model(trainer *t) {
+    const hft_recipe *r = t->r;
+    hft_load_options o = {.architecture = *r->model_architecture ? r->model_architecture : NULL,
+                          .num_labels = r->num_labels,
+                          .seed = (uint64_t)r->seed};
+    if (*r->model_path) {
+        HFT_TRY(hft_model_load(r->model_path, &o, &t->model));
+        for (int i = 0; i < hft_model_unused_count(t->model); i++)
+            printf("note: %s: weight %s is not used by %s\n", r->model_path, hft_model_unused(t->model, i),
+                   hft_model_architecture(t->model));
+        for (int i = 0; i < hft_model_initialized_count(t->model); i++)
+            printf("note: %s: %s is newly initialised (not in the checkpoint)\n", r->model_path,
+                   hft_model_initialized(t->model, i));
+        return HFT_OK;
+    }
+    char *text = fs_read_text(r->model_config, NULL);
+    if (!text) return hft_error(HFT_EIO, "%s: cannot read", r->model_config);
+    hft_status st = hft_model_from_config(text, r->model_config, &o, &t->model);
+    free(text);
+    return st;
+}
+
+static hft_status load_tokenizer(trainer *t) {
+    const hft_recipe *r = t->r;
+    const char *path = *r->tokenizer_path ? r->tokenizer_path : r->model_path;
+    if (!*path)
+        return hft_error(
+            HFT_EINVAL,
+            "%s: tokenizer: no path, and no model folder to find one in (model.config was given); "
+            "set tokenizer.path (\"bytes\" for a byte-level tokenizer)",
+            r->path ? r->path : "recipe");
+    if (strcmp(path, "bytes") == 0) return hft_tokenizer_bytes(&t->tok);
+    HFT_TRY(hft_tokenizer_load(path, &t->tok));
+    t->tokenizer_dir = strdup(fs_is_dir(path) ? path : ".");
+    if (!fs_is_dir(path)) { /* a tokenizer.json given by itself: its folder */
+        free(t->tokenizer_dir);
+        char *copy = strdup(path), *slash = strrchr(copy, '/');
+        if (slash) *slash = '\0';
+        t->tokenizer_dir = slash ? copy : (free(copy), strdup("."));
+    }
+    return HFT_OK;
+}
+
+static hft_data_format format_of(const char *name, const char *path) {
+    if (strcmp(name, "text") == 0) return HFT_DATA_TEXT;
+    if (strcmp(name, "jsonl") == 0) return HFT_DATA_JSONL;
+    if (strcmp(name, "csv") == 0) return HFT_DATA_CSV;
+    if (strcmp(name, "tsv") == 0) return HFT_DATA_TSV;
+    if (strcmp(name, "tokens") == 0) return HFT_DATA_TOKENS;
+    if (strcmp(name, "hdf5") == 0) return HFT_DATA_HDF5;
+    const char *dot = strrchr(path, '.');
+    const char *ext = dot ? dot + 1 : "";
+    if (strcmp(ext, "jsonl") == 0 || strcmp(ext, "json") == 0) return HFT_DATA_JSONL;
+    if (strcmp(ext, "csv") == 0) return HFT_DATA_CSV;
+    if (strcmp(ext, "tsv") == 0) return HFT_DATA_TSV;
+    if (strcmp(ext, "bin") == 0 || strcmp(ext, "tok") == 0) return HFT_DATA_TOKENS;
+    if (strcmp(ext, "h5") == 0 || strcmp(ext, "hdf5") == 0) return HFT_DATA_HDF5;
+    return HFT_DATA_TEXT;
+}
+
+static hft_status data_task_of(trainer *t, hft_data_task *task) {
+    const hft_recipe *r = t->r;
+    hft_task mt = hft_model_task(t->model);
+    char w[600];
+    const char *name = r->data_task;
+    if (strcmp(name, "auto") == 0) {
+        if (mt == HFT_TASK_SEQ_CLS) return *task = HFT_DATA_CLASSIFICATION, HFT_OK;
+        if (mt == HFT_TASK_CAUSAL_LM) return *task = HFT_DATA_CAUSAL_LM, HFT_OK;
+        return hft_error(
+            HFT_EUNSUPPORTED, "%s: training %s (%s) needs a task head this version does not train%s",
+            hft_recipe_where(r, "path", w, sizeof w), hft_model_architecture(t->model),
+            mt == HFT_TASK_MASKED_LM ? "masked-LM masking is not implemented yet" : "a base model",
+            mt == HFT_TASK_BASE ? "; load it as BertForSequenceClassification (model.architecture)" : "");
+    }
+    if (strcmp(name, "classification") == 0)
+        *task = HFT_DATA_CLASSIFICATION;
+    else if (strcmp(name, "prompt_completion") == 0)
+        *task = HFT_DATA_PROMPT_COMPLETION;
+    else if (strcmp(name, "chat") == 0)
+        *task = HFT_DATA_CHAT;
+    else
+        *task = HFT_DATA_CAUSAL_LM;
+    bool cls = *task == HFT_DATA_CLASSIFICATION;
+    if (cls != (mt == HFT_TASK_SEQ_CLS) || mt == HFT_TASK_MASKED_LM || mt == HFT_TASK_BASE)
+        return hft_error(HFT_EINVAL, "%s: data task %s does not fit %s",
+                         hft_recipe_where(r, "task", w, sizeof w), name, hft_model_architecture(t->model));
+    return HFT_OK;
+}
+
+static hft_status load_dataset(trainer *t, const char *path, hft_dataset **out) {
+    const hft_recipe *r = t->r;
+    hft_data_spec spec = {.path = path,
+                          .format = format_of(r->data_format, path),
+                          .task = t->task,
+                          .max_length = r->max_length,
+                          .packing = r->packing && t->task == HFT_DATA_CAUSAL_LM,
+                          .text_field = r->text_field,
+                          .text_pair_field = *r->text_pair_field ? r->text_pair_field : NULL,
+                          .prompt_field = r->prompt_field,
+                          .completion_field = r->completion_field,
+                          .messages_field = r->messages_field,
+                          .label_field = r->label_field,
+                          .num_labels = hft_model_num_labels(t->model),
+                          .skip_bad_rows = r->skip_bad_rows};
+    char *cache = NULL;
+    if (*r->cache_dir) {
+        const char *home = getenv("HOME");
+        if (strncmp(r->cache_dir, "~/", 2) == 0 && home)
+            cache = fs_join(home, r->cache_dir + 2);
+        else
+            cache = strdup(r->cache_dir);
+        if (cache && fs_mkdir_p(cache) == HFT_OK) spec.cache_dir = cache;
+    }
+    hft_status st = hft_dataset_load(&spec, t->tok, out);
+    free(cache);
+    if (st == HFT_OK && hft_dataset_skipped(*out))
+        printf("note: %s: skipped %lld malformed rows (data.skip_bad_rows)\n", path,
+               (long long)hft_dataset_skipped(*out));
+    if (st == HFT_OK && hft_dataset_size(*out) == 0) st = hft_error(HFT_EINVAL, "%s: no examples", path);
+    return st;
+}
+
+/* *_steps values below 1 are shares of the total, rounded up (HF). */
+static int64_t steps_of(double v, int64_t total) {
+    if (v <= 0) return 0;
+    if (v < 1) return (int64_t)ceil(v * (double)total);
+    return (int64_t)v;
+}
+
+static hft_status build_optimizer(trainer *t) {
+    const hft_recipe *r = t->r;
+    hft_optim_kind kind;
+    char w[600];
+    if (hft_optim_kind_from_name(r->optim, &kind) != HFT_OK)
+        return hft_error(HFT_EINVAL, "%s: optim: %s", hft_recipe_where(r, "optim", w, sizeof w),
+                         hft_error_message());
+    hft_optim_config oc = hft_optim_defaults(kind);
+    oc.lr = r->learning_rate;
+    oc.weight_decay = r->weight_decay;
+    if (kind != HFT_OPTIM_LION) oc.beta1 = r->adam_beta1, oc.beta2 = r->adam_beta2, oc.eps = r->adam_epsilon;
+    HFT_TRY(hft_optimizer_new(hft_model_params(t->model), &oc, 0, NULL, &t->opt));
+    hft_schedule_kind sk;
+    if (hft_schedule_kind_from_name(r->lr_scheduler_type, &sk) != HFT_OK)
+        return hft_error(HFT_EINVAL, "%s: lr_scheduler_type: %s",
+                         hft_recipe_where(r, "lr_scheduler_type", w, sizeof w), hft_error_message());
+    hft_schedule_config sc = hft_schedule_defaults(sk);
+    sc.total_steps = t->total_steps;
+    sc.warmup = (double)t->warmup;
+    sc.base_lr = r->learning_rate;
+    /* lr_scheduler_kwargs given in the recipe, over transformers' defaults */
+#define KW_NUM(field, key)                                                                                   \
+    if (!isnan(r->key)) sc.field = r->key
+#define KW_INT(field, key)                                                                                   \
+    if (r->key != INT64_MIN) sc.field = r->key
+    KW_NUM(num_cycles, sk_num_cycles);
+    KW_NUM(power, sk_power);
+    KW_NUM(lr_end, sk_lr_end);
+    KW_INT(timescale, sk_timescale);
+    KW_NUM(min_lr_rate, sk_min_lr_rate);
+    KW_NUM(warmup_lr_rate, sk_warmup_lr_rate);
+    KW_INT(num_stable_steps, sk_num_stable_steps);
+    KW_INT(num_decay_steps, sk_num_decay_steps);
+    KW_NUM(min_lr_ratio, sk_min_lr_ratio);
+    KW_NUM(factor, sk_factor);
+    KW_NUM(threshold, sk_threshold);
+    KW_NUM(plateau_eps, sk_eps);
+    KW_INT(patience, sk_patience);
+    KW_INT(cooldown, sk_cooldown);
+#undef KW_NUM
+#undef KW_INT
+    if (!isnan(r->sk_min_lr)) { /* one key, two meanings: as transformers' cosine_with_min_lr and torch's
+                                   plateau */
+        if (sk == HFT_SCHEDULE_REDUCE_ON_PLATEAU)
+            sc.plateau_min_lr = r->sk_min_lr;
+        else
+            sc.min_lr = r->sk_min_lr;
+    }
+    if (*r->sk_warmup_type) sc.warmup_type = r->sk_warmup_type;
+    if (*r->sk_decay_type) sc.decay_type = r->sk_decay_type;
+    if (*r->sk_mode) sc.mode_max = strcmp(r->sk_mode, "max") == 0;
+    if (*r->sk_threshold_mode) sc.threshold_abs = strcmp(r->sk_threshold_mode, "abs") == 0;
+    if (hft_schedule_new(&sc, &t->sched) != HFT_OK)
+        return hft_error(HFT_EINVAL, "%s: lr_scheduler_type %s: %s",
+                         hft_recipe_where(r, "lr_scheduler_type", w, sizeof w), r->lr_scheduler_type,
+                         hft_error_message());
+    return HFT_OK;
+}
+
+static hft_status setup(trainer *t) {
+    const hft_recipe *r = t->r;
+    if (r->bf16 || r->fp16)
+        return hft_error(HFT_EUNSUPPORTED,
+                         "%s: mixed precision (bf16, fp16) is not implemented yet; train in float32",
+                         r->path ? r->path : "recipe");
+    if (r->threads > 0) hft_threads_set((int)r->threads);
+    HFT_TRY(load_model(t));
+    HFT_TRY(load_tokenizer(t));
+    HFT_TRY(data_task_of(t, &t->task));
+    HFT_TRY(load_dataset(t, r->train_file, &t->train));
+    if (*r->eval_file) HFT_TRY(load_dataset(t, r->eval_file, &t->eval));
+    if (strcmp(r->eval_strategy, "no") != 0 && !t->eval)
+        return hft_error(HFT_EINVAL, "%s: eval_strategy %s needs data.eval_file",
+                         r->path ? r->path : "recipe", r->eval_strategy);
+    t->seed = (uint64_t)r->seed;
+    t->data_seed = r->data_seed >= 0 ? (uint64_t)r->data_seed : t->seed;
+    t->batch_size = r->per_device_train_batch_size;
+    t->accum = r->gradient_accumulation_steps;
+    hft_sampler_options so = {.dataset_size = hft_dataset_size(t->train),
+                              .batch_size = t->batch_size,
+                              .rank = 0,
+                              .world_size = 1,
+                              .seed = t->data_seed,
+                              .shuffle = true,
+                              .drop_last = r->dataloader_drop_last};
+    HFT_TRY(hft_sampler_new(&so, &t->sampler));
+    t->batches_per_epoch = hft_sampler_batches_per_epoch(t->sampler);
+    if (t->batches_per_epoch == 0)
+        return hft_error(HFT_EINVAL, "%s: %lld examples make no batch of %lld with dataloader_drop_last",
+                         r->train_file, (long long)hft_dataset_size(t->train), (long long)t->batch_size);
+    t->steps_per_epoch = (t->batches_per_epoch + t->accum - 1) / t->accum;
+    t->total_steps =
+        r->max_steps > 0 ? r->max_steps : (int64_t)ceil(r->num_train_epochs * (double)t->steps_per_epoch);
+    if (t->total_steps < 1) t->total_steps = 1;
+    t->warmup = r->warmup_steps > 0 ? steps_of(r->warmup_steps, t->total_steps)
+                                    : (int64_t)ceil(r->warmup_ratio * (double)t->total_steps);
+    t->logging_every = steps_of(r->logging_steps, t->total_steps);
+    t->eval_every = r->eval_steps > 0 ? steps_of(r->eval_steps, t->total_steps) : t->logging_every;
+    t->save_every = steps_of(r->save_steps, t->total_steps);
+    HFT_TRY(build_optimizer(t));
+    t->ctx = hft_ctx_new(NULL);
+    if (!t->ctx) return hft_error_status();
+    t->indices = calloc((size_t)(t->accum * t->batch_size), sizeof *t->indices);
+    t->counts = calloc((size_t)t->accum, sizeof *t->counts);
+    if (!t->indices || !t->counts) return hft_error(HFT_ENOMEM, "out of memory");
+    hft_special_tokens sp = hft_tokenizer_specials(t->tok);
+    t->collate = (hft_collate_options){.pad_id = sp.pad >= 0 ? sp.pad : (sp.eos >= 0 ? sp.eos : 0),
+                                       .pad_left = hft_tokenizer_pads_left(t->tok),
+                                       .max_length = r->max_length};
+    const char *m = *r->metric_for_best_model ? r->metric_for_best_model : "loss";
+    snprintf(t->metric, sizeof t->metric, "%s%s", strncmp(m, "eval_", 5) == 0 ? "" : "eval_", m);
+    size_t ml = strlen(t->metric);
+    t->greater_is_better = r->greater_is_better >= 0 ? r->greater_is_better
+                                                     : !(ml >= 4 && strcmp(t->metric + ml - 4, "loss") == 0);
+    HFT_TRY(logbook_init(&t->log, r->output_dir));
+    logbook *lb = &t->log;
+    lb->max_steps = t->total_steps;
+    lb->logging_steps = t->logging_every;
+    lb->eval_steps = t->eval_every;
+    lb->save_steps = t->save_every;
+    lb->train_batch_size = t->batch_size;
+    lb->num_train_epochs =
+        r->max_steps > 0 ? ceil((double)t->total_steps / (double)t->steps_per_epoch) : r->num_train_epochs;
+    return HFT_OK;
+}
+
+/* ---------------------------------------------------------------- resume */
+
+static void recipe_fingerprint(const trainer *t, char *buf, size_t size) {
+    snprintf(buf, size, "batch=%lld accum=%lld max_length=%lld packing=%d task=%d", (long long)t->batch_size,
+             (long long)t->accum, (long long)t->r->max_length, (int)t->r->packing, (int)t->task);
+}
+
+static hft_status resume(trainer *t) {
+    const hft_recipe *r = t->r;
+    const char *want = r->resume_from_checkpoint;
+    if (!*want) return HFT_OK;
+    char *dir = strcmp(want, "true") == 0 || strcmp(want, "True") == 0 || strcmp(want, "yes") == 0
+                    ? checkpoint_newest(r->output_dir)
+                    : strdup(want);
+    if (!dir) {
+        printf("note: resume_from_checkpoint: no checkpoint in %s yet; starting from the beginning\n",
+               r->output_dir);
+        return HFT_OK;
+    }
+    char *state_path = fs_join(dir, "training_state.h5");
+    train_state s;
+    hft_status st = state_path ? train_state_peek(state_path, &s) : hft_error(HFT_ENOMEM, "out of memory");
+    char fp[33], rf[128];
+    hft_model_fingerprint(t->model, fp);
+    recipe_fingerprint(t, rf, sizeof rf);
+    if (st == HFT_OK && strcmp(fp, s.model_fingerprint) != 0)
+        st = hft_error(HFT_EINVAL,
+                       "%s: the checkpoint is of another model (its parameters' names or shapes differ from "
+                       "%s's)",
+                       dir, hft_model_architecture(t->model));
+    if (st == HFT_OK && strcmp(rf, s.recipe_fingerprint) != 0)
+        st = hft_error(HFT_EINVAL,
+                       "%s: the checkpoint was trained with %s, the recipe now says %s; a run resumes "
+                       "with the batch shape it started with",
+                       dir, s.recipe_fingerprint, rf);
+    if (st == HFT_OK) st = hft_model_load_weights(t->model, dir);
+    if (st == HFT_OK) st = train_state_load(state_path, &s, t->opt);
+    if (st == HFT_OK) st = logbook_read_state(&t->log, dir);
+    if (st == HFT_OK) {
+        hft_schedule_set_state(t->sched, &s.schedule);
+        st = hft_sampler_seek(t->sampler, s.cursor);
+    }
+    if (st == HFT_OK) {
+        t->global_step = s.global_step;
+        t->cursor = s.cursor;
+        t->tokens_seen = s.tokens_seen;
+        t->micro_in_epoch = s.cursor.offset / t->batch_size;
+        t->log.global_step = s.global_step;
+        t->log.total_flos = s.total_flos;
+        printf("resuming from %s at step %lld (epoch %lld, %lld examples into it)\n", dir,
+               (long long)s.global_step, (long long)s.cursor.epoch, (long long)s.cursor.offset);
+    }
+    free(state_path);
+    free(dir);
+    return st;
+}
+
+/* ---------------------------------------------------------------- one step */
+
+/* The terms an example adds to the loss's divisor: its predicted tokens, or 1 (classification), or one
+ * per regression value. Counted from the data before any forward pass. */
+static int64_t loss_terms(const trainer *t, int64_t index) {
+    if (t->task == HFT_DATA_CLASSIFICATION) return 1; /* one label, or one regression value */
+    hft_example ex = hft_dataset_get(t->train, index);
+    int64_t n = ex.n < t->r->max_length ? ex.n : t->r->max_length;
+    const int32_t *lab = ex.labels ? ex.labels : ex.ids;
+    int64_t c = 0;
+    for (int64_t i = 1; i < n; i++) c += lab[i] != -100; /* causal LM: position i-1 predicts token i */
+    return c;
+}
+
+typedef struct block_arg {
+    hft_model *m;
+    int layer;
+    const hft_batch *b;
+} block_arg;
+
+static hft_tensor *run_block(hft_ctx *ctx, hft_tensor *const *in, void *user) {
+    block_arg *a = user;
+    return hft_model_block(ctx, a->m, a->layer, in[0], a->b, true);
+}
+
+/* The summed loss of one micro-batch, through checkpointed blocks when gradient_checkpointing is on. */
+static hft_tensor *micro_loss(trainer *t, const hft_batch *b, int64_t *count) {
+    if (!t->r->gradient_checkpointing) return hft_model_loss(t->ctx, t->model, b, true, count);
+    block_arg args[256];
+    hft_tensor *h = hft_model_embed(t->ctx, t->model, b, true);
+    for (int l = 0; l < hft_model_layers(t->model) && h; l++) {
+        args[l % 256] = (block_arg){t->model, l, b};
+        h = hft_checkpoint(t->ctx, run_block, &args[l % 256], 1, &h);
+    }
+    return hft_model_head_loss(t->ctx, t->model, h, b, true, count);
+}
+
+static hft_status collate(trainer *t, hft_dataset *ds, const int64_t *idx, int64_t n, hft_batch *b) {
+    memset(b, 0, sizeof *b);
+    return hft_collate(t->ctx, ds, idx, n, &t->collate, &b->input_ids, &b->attention_mask, &b->token_type_ids,
+                       &b->labels);
+}
+
+/* Fills the next accumulation window: returns the number of micro-batches (0 when the data is exhausted
+ * for this epoch before any was taken, which moves the sampler to the next epoch). */
+static int64_t next_window(trainer *t) {
+    int64_t m = 0;
+    while (m < t->accum) {
+        int64_t n = hft_sampler_next(t->sampler, t->indices + m * t->batch_size);
+        if (n == 0)
+            break; /* the epoch ends: the window is cut short, as the HF Trainer's last step of an epoch */
+        t->counts[m++] = n;
+    }
+    return m;
+}
+
+static hft_status train_step(trainer *t, double *step_loss) {
+    int64_t m = next_window(t);
+    if (m == 0) {
+        t->micro_in_epoch = 0;
+        m = next_window(t);
+        if (m == 0) return hft_error(HFT_ESTATE, "the sampler gave no batch");
+    }
+    int64_t terms = 0;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < t->counts[i]; j++) terms += loss_terms(t, t->indices[i * t->batch_size + j]);
+    double scale = 1.0 / (double)(terms > 0 ? terms : 1);
+    double loss = 0;
+    hft_cursor before = t->cursor;
+    for (int64_t i = 0; i < m; i++) {
+        const int64_t *idx = t->indices + i * t->batch_size;
+        hft_batch b;
+        HFT_TRY(collate(t, t->train, idx, t->counts[i], &b));
+        int64_t sample0 = before.epoch * hft_dataset_size(t->train) + before.offset + i * t->batch_size;
+        hft_ctx_set_rng(t->ctx, t->seed, (uint32_t)t->global_step, (uint16_t)i, sample0);
+        int64_t count = 0;
+        hft_tensor *sum = micro_loss(t, &b, &count);
+        hft_tensor *scaled = hft_scale(t->ctx, sum, scale);
+        if (!scaled || hft_backward(t->ctx, scaled, NULL) != HFT_OK) {
+            hft_status st = hft_error(hft_ctx_status(t->ctx), "step %lld: %s", (long long)t->global_step + 1,
+                                      hft_ctx_error(t->ctx));
+            hft_ctx_reset(t->ctx);
+            return st;
+        }
+        loss += (double)*(float *)hft_tensor_data(scaled);
+        t->tokens_seen += hft_tensor_numel(b.input_ids);
+        hft_ctx_reset(t->ctx);
+        t->micro_in_epoch++;
+    }
+    t->cursor = hft_sampler_cursor(t->sampler);
+    if (!isfinite(loss))
+        return hft_error(HFT_ENUMERIC, "step %lld: the loss is %g; stopping (the last checkpoint is intact)",
+                         (long long)t->global_step + 1, loss);
+    hft_paramset *ps = hft_model_params(t->model);
+    double norm = 0;
+    hft_status st = hft_clip_grad_norm(ps, t->r->max_grad_norm, &norm);
+    if (st == HFT_ENUMERIC)
+        return hft_error(HFT_ENUMERIC,
+                         "step %lld: the gradient norm is %g; stopping (the last checkpoint is intact)",
+                         (long long)t->global_step + 1, norm);
+    HFT_TRY(st);
+    HFT_TRY(hft_optimizer_step(t->opt, hft_schedule_multiplier(t->sched, t->global_step)));
+    hft_paramset_zero_grad(ps);
+    t->global_step++;
+    t->last_grad_norm = norm;
+    *step_loss = loss;
+    return HFT_OK;
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+static hft_status evaluate(trainer *t, log_entry *e) {
+    double t0 = now(), sum_means = 0;
+    int64_t batches = 0, n = hft_dataset_size(t->eval), bs = t->r->per_device_eval_batch_size;
+    int64_t nl = hft_model_num_labels(t->model), correct = 0, seen = 0;
+    int64_t *tp = calloc((size_t)(nl > 0 ? nl : 1), sizeof *tp),
+            *fp = calloc((size_t)(nl > 0 ? nl : 1), sizeof *fp),
+            *fn = calloc((size_t)(nl > 0 ? nl : 1), sizeof *fn);
+    int64_t *idx = malloc(sizeof *idx * (size_t)bs);
+    if (!tp || !fp || !fn || !idx) return hft_error(HFT_ENOMEM, "out of memory");
+    bool prev = hft_set_grad_enabled(t->ctx, false);
+    hft_status st = HFT_OK;
+    bool classify = t->task == HFT_DATA_CLASSIFICATION && nl > 1;
+    for (int64_t i = 0; i < n && st == HFT_OK; i += bs) {
+        int64_t k = n - i < bs ? n - i : bs;
+        for (int64_t j = 0; j < k; j++) idx[j] = i + j;
+        hft_batch b;
+        st = collate(t, t->eval, idx, k, &b);
+        if (st != HFT_OK) break;
+        int64_t count = 0;
+        hft_tensor *h = hft_model_hidden(t->ctx, t->model, &b, false);
+        hft_tensor *sum = hft_model_head_loss(t->ctx, t->model, h, &b, false, &count);
+        hft_tensor *logits = classify ? hft_model_head_logits(t->ctx, t->model, h, &b) : NULL;
+        if (!sum || (classify && !logits)) {
+            st = hft_error(hft_ctx_status(t->ctx), "evaluation: %s", hft_ctx_error(t->ctx));
+        } else {
+            if (count > 0) sum_means += (double)*(float *)hft_tensor_data(sum) / (double)count, batches++;
+            if (classify) {
+                const float *lg = hft_tensor_data(logits);
+                const int64_t *lab = hft_tensor_data(b.labels);
+                for (int64_t j = 0; j < k; j++) {
+                    int64_t best = 0;
+                    for (int64_t c = 1; c < nl; c++)
+                        if (lg[j * nl + c] > lg[j * nl + best]) best = c;
+                    int64_t y = lab[j];
+                    correct += best == y;
+                    seen++;
+                    if (best == y)
+                        tp[y]++;
+                    else {
+                        fp[best]++;
+                        if (y >= 0 && y < nl) fn[y]++;
+                    }
+                }
+            }
+        }
+        hft_ctx_reset(t->ctx);
+    }
+    hft_set_grad_enabled(t->ctx, prev);
+    if (st == HFT_OK) {
+        double loss = batches ? sum_means / (double)batches : NAN; /* HF: the mean of per-batch mean losses */
+        log_entry_set(e, "eval_loss", loss);
+        if (t->task != HFT_DATA_CLASSIFICATION) log_entry_set(e, "eval_perplexity", exp(loss));
+        if (classify && seen) {
+            log_entry_set(e, "eval_accuracy", (double)correct / (double)seen);
+            double f1 = 0; /* binary: F1 of class 1; otherwise the macro average */
+            int64_t c0 = nl == 2 ? 1 : 0;
+            for (int64_t c = c0; c < nl; c++) {
+                double d = 2.0 * (double)tp[c] + (double)fp[c] + (double)fn[c];
+                f1 += d > 0 ? 2.0 * (double)tp[c] / d : 0;
+            }
+            log_entry_set(e, "eval_f1", f1 / (double)(nl - c0));
+        }
+        double dt = now() - t0;
+        log_entry_set(e, "eval_runtime", dt);
+        log_entry_set(e, "eval_samples_per_second", dt > 0 ? (double)n / dt : 0);
+    }
+    free(tp), free(fp), free(fn), free(idx);
+    return st;
+}
+
+/* Updates the best metric after an evaluation; true when this one is the best so far. */
+static bool track_best(trainer *t, const log_entry *e) {
+    double v = log_entry_get(e, t->metric, NAN);
+    if (!isfinite(v)) return false;
+    logbook *lb = &t->log;
+    bool better = !lb->has_best || (t->greater_is_better ? v > lb->best_metric : v < lb->best_metric);
+    bool significant = !lb->has_best || fabs(v - lb->best_metric) > t->r->early_stopping_threshold;
+    if (better && significant)
+        t->evals_without_improvement = 0;
+    else
+        t->evals_without_improvement++;
+    if (t->r->early_stopping_patience > 0 && t->evals_without_improvement >= t->r->early_stopping_patience)
+        t->early_stop = true;
+    if (better) {
+        lb->has_best = true;
+        lb->best_metric = v;
+        lb->best_global_step = t->global_step;
+        snprintf(lb->best_model_checkpoint, sizeof lb->best_model_checkpoint, "%s/checkpoint-%lld",
+                 t->r->output_dir, (long long)t->global_step);
+    }
+    return better;
+}
+
+/* ---------------------------------------------------------------- saving */
+
+static hft_status save(trainer *t) {
+    train_state s = {.global_step = t->global_step,
+                     .epoch = t->log.epoch,
+                     .cursor = t->cursor,
+                     .tokens_seen = t->tokens_seen,
+                     .total_flos = t->log.total_flos,
+                     .seed = (int64_t)t->seed,
+                     .data_seed = (int64_t)t->data_seed,
+                     .world_size = 1,
+                     .optimizer_steps = hft_optimizer_steps(t->opt)};
+    hft_schedule_get_state(t->sched, &s.schedule);
+    hft_model_fingerprint(t->model, s.model_fingerprint);
+    recipe_fingerprint(t, s.recipe_fingerprint, sizeof s.recipe_fingerprint);
+    t->log.global_step = t->global_step;
+    t->log.num_input_tokens_seen = t->tokens_seen;
+    checkpoint_parts parts = {.model = t->model,
+                              .tokenizer_dir = t->tokenizer_dir,
+                              .model_dir = *t->r->model_path ? t->r->model_path : NULL,
+                              .recipe = t->r,
+                              .state = &s,
+                              .optimizer = t->opt,
+                              .log = &t->log};
+    char *path = NULL;
+    HFT_TRY(checkpoint_write(t->r->output_dir, t->global_step, &parts, &path));
+    free(path);
+    return checkpoint_rotate(t->r->output_dir, t->r->save_total_limit,
+                             t->log.has_best ? t->log.best_model_checkpoint : NULL);
+}
+
+/* ---------------------------------------------------------------- the run */
+
+static void print_plan(const trainer *t) {
+    const hft_recipe *r = t->r;
+    hft_paramset *ps = hft_model_params(t->model);
+    int64_t total = 0;
+    for (int i = 0; i < hft_paramset_count(ps); i++)
+        total += hft_tensor_numel(hft_paramset_get(ps, i)->value);
+    printf("hft-train: %s, %lld parameters (%lld trained), %d threads\n", hft_model_architecture(t->model),
+           (long long)total, (long long)hft_paramset_trainable_numel(ps), hft_threads_get());
+    printf("  data: %s, %lld examples", r->train_file, (long long)hft_dataset_size(t->train));
+    if (t->eval) printf("; eval %s, %lld examples", r->eval_file, (long long)hft_dataset_size(t->eval));
+    printf("\n  global batch %lld examples = %lld per device x %lld accumulation x 1 process\n",
+           (long long)(t->batch_size * t->accum), (long long)t->batch_size, (long long)t->accum);
+    printf("  %lld batches per epoch, %lld optimizer steps per epoch, %lld steps in all (warmup %lld)\n",
+           (long long)t->batches_per_epoch, (long long)t->steps_per_epoch, (long long)t->total_steps,
+           (long long)t->warmup);
+    printf("  %s at lr %g, schedule %s; output in %s\n", r->optim, r->learning_rate, r->lr_scheduler_type,
+           r->output_dir);
+}
+
+static hft_status finish(trainer *t, double train_loss_mean) {
+    const hft_recipe *r = t->r;
+    log_entry e = {0};
+    double dt = now() - t->started;
+    log_entry_set(&e, "train_runtime", dt);
+    log_entry_set(&e, "train_samples_per_second",
+                  dt > 0 ? (double)(t->global_step * t->batch_size * t->accum) / dt : 0);
+    log_entry_set(&e, "train_steps_per_second", dt > 0 ? (double)t->global_step / dt : 0);
+    log_entry_set(&e, "total_flos", t->log.total_flos);
+    log_entry_set(&e, "train_loss", train_loss_mean);
+    log_entry_set(&e, "epoch", t->log.epoch);
+    log_entry_set(&e, "step", (double)t->global_step);
+    HFT_TRY(logbook_add(&t->log, &e));
+    logbook_print(&t->log, &e, t->total_steps);
+    if (r->load_best_model_at_end && t->log.has_best && fs_exists(t->log.best_model_checkpoint)) {
+        printf("loading the best model (%s %g) from %s\n", t->metric, t->log.best_metric,
+               t->log.best_model_checkpoint);
+        HFT_TRY(hft_model_load_weights(t->model, t->log.best_model_checkpoint));
+    }
+    HFT_TRY(checkpoint_write_model(r->output_dir, t->model, t->tokenizer_dir,
+                                   *r->model_path ? r->model_path : NULL));
+    t->log.global_step = t->global_step;
+    HFT_TRY(logbook_write_state(&t->log, r->output_dir));
+    printf("saved the model to %s\n", r->output_dir);
+    if (r->sample_tokens > 0)
+        return print_sample(t->ctx, t->model, t->tok, r->sample_prompt, r->sample_tokens, t->seed);
+    return HFT_OK;
+}
+
+static hft_status run(trainer *t, bool *stopped) {
+    const hft_recipe *r = t->r;
+    HFT_TRY(setup(t));
+    HFT_TRY(resume(t));
+    print_plan(t);
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    t->started = t->window_started = now();
+    t->tokens_at_log = (double)t->tokens_seen;
+    int64_t steps_done = 0;
+    double nparams = (double)hft_paramset_trainable_numel(hft_model_params(t->model));
+    while (t->global_step < t->total_steps && !stop_signal && !t->early_stop) {
+        double lr = r->learning_rate * hft_schedule_multiplier(t->sched, t->global_step), loss = 0;
+        int64_t tokens_before = t->tokens_seen;
+        HFT_TRY(train_step(t, &loss));
+        steps_done++;
+        t->log.total_flos += 6.0 * nparams * (double)(t->tokens_seen - tokens_before);
+        t->log.epoch = (double)t->cursor.epoch + (double)t->micro_in_epoch / (double)t->batches_per_epoch;
+        t->loss_since_log += loss;
+        t->train_loss_total += loss;
+        t->steps_since_log++;
+        double dt = now() - t->window_started;
+        logbook_progress(&t->log, t->global_step, t->total_steps,
+                         t->loss_since_log / (double)t->steps_since_log, lr, t->last_grad_norm,
+                         dt > 0 ? ((double)t->tokens_seen - t->tokens_at_log) / dt : 0);
+        bool last = t->global_step == t->total_steps;
+        if ((t->logging_every && t->global_step % t->logging_every == 0) ||
+            (r->logging_first_step && t->global_step == 1) || last) {
+            log_entry e = {0};
+            log_entry_set(&e, "loss", t->loss_since_log / (double)t->steps_since_log);
+            log_entry_set(&e, "grad_norm", t->last_grad_norm);
+            log_entry_set(&e, "learning_rate", lr);
+            log_entry_set(&e, "epoch", t->log.epoch);
+            log_entry_set(&e, "step", (double)t->global_step);
+            HFT_TRY(logbook_add(&t->log, &e));
+            logbook_print(&t->log, &e, t->total_steps);
+            t->loss_since_log = 0;
+            t->steps_since_log = 0;
+            t->window_started = now();
+            t->tokens_at_log = (double)t->tokens_seen;
+        }
+        bool epoch_end = t->micro_in_epoch >= t->batches_per_epoch;
+        bool eval_now = t->eval && ((strcmp(r->eval_strategy, "steps") == 0 && t->eval_every &&
+                                     t->global_step % t->eval_every == 0) ||
+                                    (strcmp(r->eval_strategy, "epoch") == 0 && epoch_end));
+        bool best = false;
+        if (eval_now) {
+            log_entry e = {0};
+            HFT_TRY(evaluate(t, &e));
+            log_entry_set(&e, "epoch", t->log.epoch);
+            log_entry_set(&e, "step", (double)t->global_step);
+            HFT_TRY(logbook_add(&t->log, &e));
+            logbook_print(&t->log, &e, t->total_steps);
+            best = track_best(t, &e);
+            double metric =
+                log_entry_get(&e, t->metric, NAN); /* reduce_lr_on_plateau steps on evaluations, as HF */
+            if (isfinite(metric)) hft_schedule_observe(t->sched, metric);
+        }
+        bool save_now = (strcmp(r->save_strategy, "steps") == 0 && t->save_every &&
+                         t->global_step % t->save_every == 0) ||
+                        (strcmp(r->save_strategy, "epoch") == 0 && epoch_end) ||
+                        (strcmp(r->save_strategy, "best") == 0 && best);
+        if (save_now) HFT_TRY(save(t));
+    }
+    if (stop_signal) {
+        logbook_progress_clear(&t->log);
+        HFT_TRY(save(t));
+        printf("stopped by signal %d at step %lld; a checkpoint is saved in %s/checkpoint-%lld\n"
+               "resume with: hft-train %s resume_from_checkpoint=true\n",
+               (int)stop_signal, (long long)t->global_step, r->output_dir, (long long)t->global_step,
+               r->path ? r->path : "RECIPE");
+        *stopped = true;
+        return HFT_OK;
+    }
+    if (t->early_stop)
+        printf("early stopping at step %lld: %s did not improve in %lld evaluations\n",
+               (long long)t->global_step, t->metric, (long long)t->r->early_stopping_patience);
+    return finish(t, steps_done ? t->train_loss_total / (double)steps_done : NAN);
+}
+
+hft_status hft_train(const hft_recipe *r, bool *stopped) {
+    trainer t = {.r = r};
+    *stopped = false;
+    stop_signal = 0;
+    hft_status st = run(&t, stopped);
+    logbook_progress_clear(&t.log);
+    free(t.indices);
+    free(t.counts);
+    free(t.tokenizer_dir);
+    logbook_free(&t.log);
+    hft_ctx_free(t.ctx);
+    hft_schedule_free(t.sched);
+    hft_optimizer_free(t.opt);
+    hft_sampler_free(t.sampler);
+    hft_dataset_free(t.eval);
+    hft_dataset_free(t.train);
+    hft_tokenizer_free(t.tok);
+    hft_model_free(t.model);
+    return st;
+}

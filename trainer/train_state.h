@@ -1,0 +1,32 @@
+/* The training state of a checkpoint beside its weights: training_state.h5 (HDF5) with the optimizer's
+ * state tensors by parameter name, the schedule, the data cursor, the step, the seeds, fingerprints of
+ * the model and recipe it belongs to, and a checksum over all of it. HDF5 file locking is off (it fails on
+ * NFS and Lustre, where clusters keep checkpoints). */
+#ifndef HFT_TRAIN_STATE_H
+#define HFT_TRAIN_STATE_H
+
+#include "data/data.h"
+#include "optim/optim.h"
+
+typedef struct train_state {
+    int64_t global_step;
+    double epoch;
+    hft_cursor cursor;
+    int64_t tokens_seen;
+    double total_flos;
+    int64_t seed, data_seed;
+    int64_t world_size;
+    int64_t optimizer_steps;
+    hft_schedule_state schedule;
+    char model_fingerprint[33];   /* hex of a hash of the architecture and every parameter's name and shape */
+    char recipe_fingerprint[128]; /* the recipe values a resume must keep: "batch=8 accum=4 max_length=512" */
+} train_state;
+
+hft_status train_state_save(const char *path, const train_state *s, hft_optimizer *opt);
+/* Reads the state and the optimizer tensors (refusing a file whose checksum does not match, or whose
+ * tensors do not match the optimizer's by name and shape). */
+hft_status train_state_load(const char *path, train_state *s, hft_optimizer *opt);
+/* Reads only the scalars (for choosing and checking a checkpoint before building anything). */
+hft_status train_state_peek(const char *path, train_state *s);
+
+#endif
