@@ -31,9 +31,11 @@ int main(void) {
         return 1;
     }
     char config[256];
-    snprintf(config, sizeof config,
-             "{\"architectures\": [\"GPT2LMHeadModel\"], \"vocab_size\": 128, \"n_layer\": 1, \"n_embd\": %d, "
-             "\"n_head\": %d}", D, HEADS);
+    snprintf(
+        config, sizeof config,
+        "{\"architectures\": [\"GPT2LMHeadModel\"], \"vocab_size\": 128, \"n_layer\": 1, \"n_embd\": %d, "
+        "\"n_head\": %d}",
+        D, HEADS);
     state s = {0};
     if (hft_model_from_config(config, "bench_block", NULL, &s.model) != HFT_OK) {
         fprintf(stderr, "%s\n", hft_error_message());

@@ -619,6 +619,16 @@ hft_status hft_recipe_load(const char *path, int n_overrides, char *const *overr
     return HFT_OK;
 }
 
+/* The shortest decimal that reads back as the same double (0.003, not 0.0030000000000000001). */
+static void write_double(double v, FILE *fp) {
+    char buf[40];
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    fputs(buf, fp);
+}
+
 static void write_value(const hft_recipe *r, const key_spec *k, FILE *fp) {
     const void *p = (const char *)r + k->off;
     switch (k->kind) {
@@ -638,13 +648,13 @@ static void write_value(const hft_recipe *r, const key_spec *k, FILE *fp) {
         break;
     case K_NUM:
     case K_STEPS:
-        fprintf(fp, "%.17g", *(const double *)p);
+        write_double(*(const double *)p, fp);
         break;
     case K_ONUM:
         if (isnan(*(const double *)p))
             fprintf(fp, "null");
         else
-            fprintf(fp, "%.17g", *(const double *)p);
+            write_double(*(const double *)p, fp);
         break;
     case K_OINT:
         if (*(const int64_t *)p == INT64_MIN)
@@ -664,6 +674,15 @@ void hft_recipe_write(const hft_recipe *r, FILE *fp) {
             write_value(r, &keys[i], fp);
             fputc('\n', fp);
         }
+    }
+}
+
+void hft_recipe_write_set(const hft_recipe *r, FILE *fp) {
+    for (int i = 0; i < N_KEYS; i++) {
+        if (r->lines[i] == SET_DEFAULT) continue;
+        fprintf(fp, "  %s.%s: ", keys[i].section, keys[i].name);
+        write_value(r, &keys[i], fp);
+        fprintf(fp, "%s\n", r->lines[i] == SET_CLI ? "  (command line)" : "");
     }
 }
 

@@ -73,7 +73,9 @@ hft_status hft_recipe_load(const char *path, int n_overrides, char *const *overr
 void hft_recipe_free(hft_recipe *r);
 /* Every key with its section, default and meaning (hft-train --help). */
 void hft_recipe_print_help(FILE *fp);
-/* The resolved recipe as YAML (printed at start and saved into each checkpoint). */
+/* The keys set by the recipe file or the command line, with their values ("  learning_rate: 0.0003"). */
+void hft_recipe_write_set(const hft_recipe *r, FILE *fp);
+/* The resolved recipe as YAML (saved into each checkpoint). */
 void hft_recipe_write(const hft_recipe *r, FILE *fp);
 /* The file:line where a key was set ("recipe.yaml:12", "command line", or "default"). */
 const char *hft_recipe_where(const hft_recipe *r, const char *key, char *buf, size_t size);

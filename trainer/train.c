@@ -629,6 +629,9 @@ static void print_plan(const trainer *t) {
            (long long)t->warmup);
     printf("  %s at lr %g, schedule %s; output in %s\n", r->optim, r->learning_rate, r->lr_scheduler_type,
            r->output_dir);
+    printf("  recipe %s, values other than the defaults (hft-train --help lists all):\n",
+           r->path ? r->path : "");
+    hft_recipe_write_set(r, stdout);
 }
 
 static hft_status finish(trainer *t, double train_loss_mean) {
@@ -645,6 +648,12 @@ static hft_status finish(trainer *t, double train_loss_mean) {
     log_entry_set(&e, "step", (double)t->global_step);
     HFT_TRY(logbook_add(&t->log, &e));
     logbook_print(&t->log, &e, t->total_steps);
+    hft_memory_stats mem;
+    hft_ctx_memory(t->ctx, &mem);
+    printf("peak activation memory %.1f MiB (arena %.1f + gradients %.1f)%s\n",
+           (double)(mem.arena_peak + mem.pool_peak) / 1048576.0, (double)mem.arena_peak / 1048576.0,
+           (double)mem.pool_peak / 1048576.0,
+           r->gradient_checkpointing ? " with gradient checkpointing" : "");
     if (r->load_best_model_at_end && t->log.has_best && fs_exists(t->log.best_model_checkpoint)) {
         printf("loading the best model (%s %g) from %s\n", t->metric, t->log.best_metric,
                t->log.best_model_checkpoint);
