@@ -531,8 +531,9 @@ static hft_status check(hft_recipe *r) {
     char w[600], w2[600];
     for (int i = 0; i < N_KEYS; i++) { /* every file named exists */
         const key_spec *k = &keys[i];
+        if (k->kind != K_FILE) continue;
         const char *v = *str_at(r, k);
-        if (k->kind == K_FILE && v && *v && !exists(v))
+        if (v && *v && !exists(v))
             return hft_error(HFT_EIO, "%s: %s: no such file or folder: %s",
                              hft_recipe_where(r, k->name, w, sizeof w), k->name, v);
     }
