@@ -280,6 +280,25 @@ TEST(another_models_checkpoint_is_refused_and_export_loads) {
     free(wide), free(ck), free(out);
 }
 
+TEST(early_stopping_ends_a_run_that_stops_improving) {
+    /* an absurd learning rate makes the eval loss worse at every evaluation: patience 2 ends the run */
+    char *ov[] = {"max_steps=40",
+                  "eval_strategy=steps",
+                  "eval_steps=1",
+                  "save_steps=1",
+                  "learning_rate=5",
+                  "load_best_model_at_end=true",
+                  "early_stopping_patience=2",
+                  "save_total_limit=1"};
+    CHECK(train("early", "", 8, ov), "the run finishes");
+    char *state = in_root("early/trainer_state.json");
+    char *text = fs_read_text(state, NULL);
+    const char *g = text ? strstr(text, "\"global_step\"") : NULL;
+    int step = g ? atoi(strchr(g, ':') + 1) : -1;
+    CHECK(step > 0 && step < 40, "stopped early at step %d of 40", step);
+    free(text), free(state);
+}
+
 int main(int argc, char **argv) {
     setup();
     static const test_case cases[] = {
@@ -291,6 +310,7 @@ int main(int argc, char **argv) {
         {"a_signal_stops_cleanly_with_a_checkpoint", a_signal_stops_cleanly_with_a_checkpoint},
         {"another_models_checkpoint_is_refused_and_export_loads",
          another_models_checkpoint_is_refused_and_export_loads},
+        {"early_stopping_ends_a_run_that_stops_improving", early_stopping_ends_a_run_that_stops_improving},
     };
     int rc = test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
     fs_remove_tree(root);
