@@ -255,6 +255,9 @@ void hft_paramset_free(hft_paramset *ps); /* frees the value tensors it owns, an
 hft_status hft_paramset_add(hft_paramset *ps, const char *name, hft_tensor *value, uint32_t tags);
 /* Allocates the flat gradient buffer and sets every trainable value to require grad. */
 hft_status hft_paramset_finalize(hft_paramset *ps, size_t bucket_bytes);
+/* Undoes finalize (frees the gradients) so that parameters can be added and tags changed — what attaching
+ * an adapter does to a loaded model — before finalizing again. */
+hft_status hft_paramset_reopen(hft_paramset *ps);
 int hft_paramset_count(const hft_paramset *ps);
 hft_param *hft_paramset_get(hft_paramset *ps, int index);
 hft_param *hft_paramset_find(hft_paramset *ps, const char *name);

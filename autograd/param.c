@@ -54,11 +54,36 @@ hft_status hft_paramset_add(hft_paramset *ps, const char *name, hft_tensor *valu
     return HFT_OK;
 }
 
+hft_status hft_paramset_reopen(hft_paramset *ps) {
+    if (!ps->finalized) return HFT_OK;
+    for (int i = 0; i < ps->n; i++) {
+        hft_param *p = &ps->params[i];
+        p->value->grad = NULL;
+        p->value->requires_grad = false;
+        hft_tensor_free(p->grad);
+        p->grad = NULL;
+        p->bucket = -1;
+        p->grad_offset = 0;
+    }
+    hft_tensor_free(ps->flat_grad);
+    ps->flat_grad = NULL;
+    ps->trainable = 0;
+    ps->buckets = 0;
+    ps->finalized = false;
+    return HFT_OK;
+}
+
 hft_status hft_paramset_finalize(hft_paramset *ps, size_t bucket_bytes) {
     if (ps->finalized) return HFT_OK;
     int64_t total = 0;
-    for (int i = 0; i < ps->n; i++)
-        if (!(ps->params[i].tags & HFT_PARAM_FROZEN)) total += hft_tensor_numel(ps->params[i].value);
+    for (int i = 0; i < ps->n; i++) {
+        const hft_param *p = &ps->params[i];
+        if (p->tags & HFT_PARAM_FROZEN) continue;
+        if (p->value->dtype != HFT_F32)
+            return hft_error(HFT_EINVAL, "parameter set: trainable '%s' must be f32 (master weights), got %s",
+                             p->name, hft_dtype_name(p->value->dtype));
+        total += hft_tensor_numel(p->value);
+    }
     ps->trainable = total;
     ps->finalized = true;
     if (total == 0) return HFT_OK;

@@ -8,8 +8,8 @@
 #include <string.h>
 
 typedef struct bert_layer {
-    hft_tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *ao_w, *ao_b, *aln_w, *aln_b;
-    hft_tensor *in_w, *in_b, *out_w, *out_b, *oln_w, *oln_b;
+    nn_linear q, k, v, attn_out, inter, out;
+    hft_tensor *aln_w, *aln_b, *oln_w, *oln_b;
 } bert_layer;
 
 typedef enum bert_act { BERT_GELU_ERF, BERT_GELU_TANH, BERT_RELU } bert_act;
@@ -28,8 +28,9 @@ typedef struct bert {
     bert_problem problem;
     hft_tensor *word, *position, *token_type, *emb_ln_w, *emb_ln_b;
     bert_layer *layers;
-    hft_tensor *pool_w, *pool_b, *cls_w, *cls_b;                /* pooler (not MLM); classifier (SEQ_CLS) */
-    hft_tensor *tr_w, *tr_b, *tr_ln_w, *tr_ln_b, *decoder_bias; /* MLM head; the decoder weight is `word` */
+    bool has_pooler;                              /* not for MLM */
+    nn_linear pool, cls, transform;               /* pooler; classifier (SEQ_CLS); the MLM head's transform */
+    hft_tensor *tr_ln_w, *tr_ln_b, *decoder_bias; /* MLM head; the decoder weight is `word` */
 } bert;
 
 static void bert_free(void *impl) {
@@ -162,42 +163,36 @@ static hft_status bert_build(hft_model *m) {
     t->emb_ln_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){d}, "%sembeddings.LayerNorm.bias", p);
     for (int l = 0; l < m->n_layers; l++) {
         bert_layer *L = &t->layers[l];
-        const int64_t dd[2] = {d, d}, di[2] = {in, d}, id[2] = {d, in}, vd[1] = {d}, vi[1] = {in};
+        const int64_t vd[1] = {d};
+        const char *e = "encoder.layer";
 #define LAYER_PARAM(init, tags, ndim, shape, suffix)                                                         \
-    nn_param(m, init, tags, false, ndim, shape, "%sencoder.layer.%d." suffix, p, l)
-        L->q_w = LAYER_PARAM(normal, 0, 2, dd, "attention.self.query.weight");
-        L->q_b = LAYER_PARAM(zeros, nd, 1, vd, "attention.self.query.bias");
-        L->k_w = LAYER_PARAM(normal, 0, 2, dd, "attention.self.key.weight");
-        L->k_b = LAYER_PARAM(zeros, nd, 1, vd, "attention.self.key.bias");
-        L->v_w = LAYER_PARAM(normal, 0, 2, dd, "attention.self.value.weight");
-        L->v_b = LAYER_PARAM(zeros, nd, 1, vd, "attention.self.value.bias");
-        L->ao_w = LAYER_PARAM(normal, 0, 2, dd, "attention.output.dense.weight");
-        L->ao_b = LAYER_PARAM(zeros, nd, 1, vd, "attention.output.dense.bias");
+    nn_param(m, init, tags, false, ndim, shape, "%s%s.%d." suffix, p, e, l)
+        nn_linear_decl(m, &L->q, normal, &zeros, false, false, d, d, "%s%s.%d.attention.self.query", p, e, l);
+        nn_linear_decl(m, &L->k, normal, &zeros, false, false, d, d, "%s%s.%d.attention.self.key", p, e, l);
+        nn_linear_decl(m, &L->v, normal, &zeros, false, false, d, d, "%s%s.%d.attention.self.value", p, e, l);
+        nn_linear_decl(m, &L->attn_out, normal, &zeros, false, false, d, d, "%s%s.%d.attention.output.dense",
+                       p, e, l);
         L->aln_w = LAYER_PARAM(ones, nd, 1, vd, "attention.output.LayerNorm.weight");
         L->aln_b = LAYER_PARAM(zeros, nd, 1, vd, "attention.output.LayerNorm.bias");
-        L->in_w = LAYER_PARAM(normal, 0, 2, di, "intermediate.dense.weight");
-        L->in_b = LAYER_PARAM(zeros, nd, 1, vi, "intermediate.dense.bias");
-        L->out_w = LAYER_PARAM(normal, 0, 2, id, "output.dense.weight");
-        L->out_b = LAYER_PARAM(zeros, nd, 1, vd, "output.dense.bias");
+        nn_linear_decl(m, &L->inter, normal, &zeros, false, false, d, in, "%s%s.%d.intermediate.dense", p, e,
+                       l);
+        nn_linear_decl(m, &L->out, normal, &zeros, false, false, in, d, "%s%s.%d.output.dense", p, e, l);
         L->oln_w = LAYER_PARAM(ones, nd, 1, vd, "output.LayerNorm.weight");
         L->oln_b = LAYER_PARAM(zeros, nd, 1, vd, "output.LayerNorm.bias");
 #undef LAYER_PARAM
     }
     /* The pooler and the heads may be missing from a checkpoint (a BertModel file loaded for a task, an MLM
      * file as BertModel): transformers then initialises them as above and reports them. */
-    if (m->task != HFT_TASK_MASKED_LM) {
-        t->pool_w = nn_param(m, normal, 0, true, 2, (int64_t[]){d, d}, "%spooler.dense.weight", p);
-        t->pool_b = nn_param(m, zeros, nd, true, 1, (int64_t[]){d}, "%spooler.dense.bias", p);
-    }
+    t->has_pooler = m->task != HFT_TASK_MASKED_LM;
+    if (t->has_pooler) nn_linear_decl(m, &t->pool, normal, &zeros, true, false, d, d, "%spooler.dense", p);
     if (m->task == HFT_TASK_SEQ_CLS) {
-        t->cls_w = nn_param(m, normal, 0, true, 2, (int64_t[]){m->num_labels, d}, "classifier.weight");
-        t->cls_b = nn_param(m, zeros, nd, true, 1, (int64_t[]){m->num_labels}, "classifier.bias");
+        nn_linear_decl(m, &t->cls, normal, &zeros, true, false, d, m->num_labels, "classifier");
+        t->cls.output = true;
     }
     if (m->task == HFT_TASK_MASKED_LM) {
         const char *h = "cls.predictions";
         t->decoder_bias = nn_param(m, zeros, nd, true, 1, (int64_t[]){m->vocab_size}, "%s.bias", h);
-        t->tr_w = nn_param(m, normal, 0, true, 2, (int64_t[]){d, d}, "%s.transform.dense.weight", h);
-        t->tr_b = nn_param(m, zeros, nd, true, 1, (int64_t[]){d}, "%s.transform.dense.bias", h);
+        nn_linear_decl(m, &t->transform, normal, &zeros, true, false, d, d, "%s.transform.dense", h);
         t->tr_ln_w = nn_param(m, ones, nd, true, 1, (int64_t[]){d}, "%s.transform.LayerNorm.weight", h);
         t->tr_ln_b = nn_param(m, zeros, nd, true, 1, (int64_t[]){d}, "%s.transform.LayerNorm.bias", h);
     }
@@ -252,45 +247,49 @@ static hft_tensor *bert_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor 
     const bert_layer *L = &t->layers[layer];
     int64_t B = h->shape[0], T = h->shape[1], d = m->hidden_size, H = t->n_head;
     const int64_t heads[4] = {B, T, H, d / H};
-    hft_tensor *q = hft_reshape(ctx, hft_linear(ctx, h, L->q_w, L->q_b), 4, heads);
-    hft_tensor *k = hft_reshape(ctx, hft_linear(ctx, h, L->k_w, L->k_b), 4, heads);
-    hft_tensor *v = hft_reshape(ctx, hft_linear(ctx, h, L->v_w, L->v_b), 4, heads);
+    hft_tensor *q = hft_reshape(ctx, nn_linear_forward(ctx, &L->q, h, train), 4, heads);
+    hft_tensor *k = hft_reshape(ctx, nn_linear_forward(ctx, &L->k, h, train), 4, heads);
+    hft_tensor *v = hft_reshape(ctx, nn_linear_forward(ctx, &L->v, h, train), 4, heads);
     hft_attn_opts ao = {.causal = false,
                         .key_mask = b->attention_mask,
                         .dropout_p = train ? t->attn_pdrop : 0.0,
                         .dropout_site = site(layer, 0)};
     hft_tensor *o = hft_reshape(ctx, hft_attention(ctx, q, k, v, &ao), 3, (int64_t[]){B, T, d});
-    o = hft_linear(ctx, o, L->ao_w, L->ao_b);
+    o = nn_linear_forward(ctx, &L->attn_out, o, train);
     if (train) o = hft_dropout(ctx, o, t->hidden_pdrop, site(layer, 1));
     hft_tensor *a = hft_layer_norm(ctx, hft_add(ctx, o, h), L->aln_w, L->aln_b, t->eps);
-    hft_tensor *f = activation(ctx, t, hft_linear(ctx, a, L->in_w, L->in_b));
-    f = hft_linear(ctx, f, L->out_w, L->out_b);
+    hft_tensor *f = activation(ctx, t, nn_linear_forward(ctx, &L->inter, a, train));
+    f = nn_linear_forward(ctx, &L->out, f, train);
     if (train) f = hft_dropout(ctx, f, t->hidden_pdrop, site(layer, 2));
     return hft_layer_norm(ctx, hft_add(ctx, f, a), L->oln_w, L->oln_b, t->eps);
 }
 
 /* BertPooler: tanh(dense(h[:, 0])). */
-static hft_tensor *bert_pooler(hft_ctx *ctx, hft_model *m, hft_tensor *h) {
+static hft_tensor *pooler(hft_ctx *ctx, hft_model *m, hft_tensor *h, bool train) {
     bert *t = m->impl;
-    if (!t->pool_w)
+    if (!t->has_pooler)
         return hft_ctx_fail(ctx, HFT_EUNSUPPORTED,
                             "%s has no pooler (transformers builds it with "
                             "add_pooling_layer=False)",
                             m->architecture);
     hft_tensor *first = hft_squeeze(ctx, hft_narrow(ctx, h, 1, 0, 1), 1);
-    return hft_tanh(ctx, hft_linear(ctx, first, t->pool_w, t->pool_b));
+    return hft_tanh(ctx, nn_linear_forward(ctx, &t->pool, first, train));
+}
+
+static hft_tensor *bert_pooler(hft_ctx *ctx, hft_model *m, hft_tensor *h) {
+    return pooler(ctx, m, h, false);
 }
 
 static hft_tensor *classifier_logits(hft_ctx *ctx, hft_model *m, hft_tensor *h, bool train) {
     bert *t = m->impl;
-    hft_tensor *pooled = bert_pooler(ctx, m, h);
+    hft_tensor *pooled = pooler(ctx, m, h, train);
     if (train) pooled = hft_dropout(ctx, pooled, t->classifier_pdrop, site(m->n_layers, 0));
-    return hft_linear(ctx, pooled, t->cls_w, t->cls_b);
+    return nn_linear_forward(ctx, &t->cls, pooled, train);
 }
 
 /* BertPredictionHeadTransform: dense → activation → LayerNorm; the decoder follows. */
-static hft_tensor *mlm_transform(hft_ctx *ctx, const bert *t, hft_tensor *h) {
-    hft_tensor *x = activation(ctx, t, hft_linear(ctx, h, t->tr_w, t->tr_b));
+static hft_tensor *mlm_transform(hft_ctx *ctx, const bert *t, hft_tensor *h, bool train) {
+    hft_tensor *x = activation(ctx, t, nn_linear_forward(ctx, &t->transform, h, train));
     return hft_layer_norm(ctx, x, t->tr_ln_w, t->tr_ln_b, t->eps);
 }
 
@@ -354,7 +353,7 @@ static hft_tensor *bert_head_loss(hft_ctx *ctx, hft_model *m, hft_tensor *h, con
     /* labels are not shifted: each position predicts its own token */
     hft_tensor *targets = mlm_targets(ctx, m, h, b);
     if (!targets) return NULL;
-    return hft_linear_cross_entropy(ctx, mlm_transform(ctx, t, h), t->word, t->decoder_bias, targets,
+    return hft_linear_cross_entropy(ctx, mlm_transform(ctx, t, h, train), t->word, t->decoder_bias, targets,
                                     HFT_XENT_DEFAULTS, count);
 }
 
@@ -365,7 +364,7 @@ static hft_tensor *bert_head_logits(hft_ctx *ctx, hft_model *m, hft_tensor *h, c
     case HFT_TASK_SEQ_CLS:
         return classifier_logits(ctx, m, h, false);
     case HFT_TASK_MASKED_LM:
-        return hft_linear(ctx, mlm_transform(ctx, t, h), t->word, t->decoder_bias);
+        return hft_linear(ctx, mlm_transform(ctx, t, h, false), t->word, t->decoder_bias);
     default:
         return h; /* BertModel: the last hidden state */
     }

@@ -8,8 +8,8 @@
 #include <string.h>
 
 typedef struct gpt2_layer {
-    hft_tensor *ln_1_w, *ln_1_b, *c_attn_w, *c_attn_b, *attn_proj_w, *attn_proj_b;
-    hft_tensor *ln_2_w, *ln_2_b, *c_fc_w, *c_fc_b, *mlp_proj_w, *mlp_proj_b;
+    hft_tensor *ln_1_w, *ln_1_b, *ln_2_w, *ln_2_b;
+    nn_linear c_attn, attn_proj, c_fc, mlp_proj; /* Conv1D modules */
 } gpt2_layer;
 
 typedef struct gpt2 {
@@ -89,17 +89,12 @@ static hft_status gpt2_build(hft_model *m) {
         const char *h = "transformer.h";
         L->ln_1_w = nn_param(m, ones, nd, false, 1, (int64_t[]){d}, "%s.%d.ln_1.weight", h, l);
         L->ln_1_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){d}, "%s.%d.ln_1.bias", h, l);
-        L->c_attn_w =
-            nn_param(m, normal, 0, false, 2, (int64_t[]){d, 3 * d}, "%s.%d.attn.c_attn.weight", h, l);
-        L->c_attn_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){3 * d}, "%s.%d.attn.c_attn.bias", h, l);
-        L->attn_proj_w = nn_param(m, proj, 0, false, 2, (int64_t[]){d, d}, "%s.%d.attn.c_proj.weight", h, l);
-        L->attn_proj_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){d}, "%s.%d.attn.c_proj.bias", h, l);
+        nn_linear_decl(m, &L->c_attn, normal, &zeros, false, true, d, 3 * d, "%s.%d.attn.c_attn", h, l);
+        nn_linear_decl(m, &L->attn_proj, proj, &zeros, false, true, d, d, "%s.%d.attn.c_proj", h, l);
         L->ln_2_w = nn_param(m, ones, nd, false, 1, (int64_t[]){d}, "%s.%d.ln_2.weight", h, l);
         L->ln_2_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){d}, "%s.%d.ln_2.bias", h, l);
-        L->c_fc_w = nn_param(m, normal, 0, false, 2, (int64_t[]){d, in}, "%s.%d.mlp.c_fc.weight", h, l);
-        L->c_fc_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){in}, "%s.%d.mlp.c_fc.bias", h, l);
-        L->mlp_proj_w = nn_param(m, proj, 0, false, 2, (int64_t[]){in, d}, "%s.%d.mlp.c_proj.weight", h, l);
-        L->mlp_proj_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){d}, "%s.%d.mlp.c_proj.bias", h, l);
+        nn_linear_decl(m, &L->c_fc, normal, &zeros, false, true, d, in, "%s.%d.mlp.c_fc", h, l);
+        nn_linear_decl(m, &L->mlp_proj, proj, &zeros, false, true, in, d, "%s.%d.mlp.c_proj", h, l);
     }
     g->ln_f_w = nn_param(m, ones, nd, false, 1, (int64_t[]){d}, "transformer.ln_f.weight");
     g->ln_f_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){d}, "transformer.ln_f.bias");
@@ -115,11 +110,6 @@ static bool gpt2_ignored(const hft_model *m, const char *name) {
     return (n > 10 && strcmp(name + n - 10, ".attn.bias") == 0) ||
            (n > 17 && strcmp(name + n - 17, ".attn.masked_bias") == 0) ||
            (g->tied && strcmp(name, "lm_head.weight") == 0);
-}
-
-/* Conv1D: y = x W + b with W stored [in, out]; linear takes [out, in], so pass the transposed view. */
-static hft_tensor *conv1d(hft_ctx *ctx, hft_tensor *x, hft_tensor *w, hft_tensor *b) {
-    return hft_linear(ctx, x, hft_transpose(ctx, w, 0, 1), b);
 }
 
 /* Dropout call sites: 0 for the embeddings, then three per layer. */
@@ -144,7 +134,7 @@ static hft_tensor *gpt2_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor 
     int64_t B = h->shape[0], T = h->shape[1], d = g->n_embd, H = g->n_head, hd = d / H;
     hft_tensor *a = hft_layer_norm(ctx, h, L->ln_1_w, L->ln_1_b, g->eps);
     hft_tensor *qkv =
-        hft_reshape(ctx, conv1d(ctx, a, L->c_attn_w, L->c_attn_b), 5, (int64_t[]){B, T, 3, H, hd});
+        hft_reshape(ctx, nn_linear_forward(ctx, &L->c_attn, a, train), 5, (int64_t[]){B, T, 3, H, hd});
     hft_tensor *q = hft_squeeze(ctx, hft_narrow(ctx, qkv, 2, 0, 1), 2);
     hft_tensor *k = hft_squeeze(ctx, hft_narrow(ctx, qkv, 2, 1, 1), 2);
     hft_tensor *v = hft_squeeze(ctx, hft_narrow(ctx, qkv, 2, 2, 1), 2);
@@ -156,12 +146,12 @@ static hft_tensor *gpt2_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor 
                         .dropout_p = train ? g->attn_pdrop : 0.0,
                         .dropout_site = site(layer, 0)};
     hft_tensor *o = hft_reshape(ctx, hft_attention(ctx, q, k, v, &ao), 3, (int64_t[]){B, T, d});
-    o = conv1d(ctx, o, L->attn_proj_w, L->attn_proj_b);
+    o = nn_linear_forward(ctx, &L->attn_proj, o, train);
     if (train) o = hft_dropout(ctx, o, g->resid_pdrop, site(layer, 1));
     h = hft_add(ctx, h, o);
     hft_tensor *f = hft_layer_norm(ctx, h, L->ln_2_w, L->ln_2_b, g->eps);
-    f = hft_gelu(ctx, conv1d(ctx, f, L->c_fc_w, L->c_fc_b), g->activation);
-    f = conv1d(ctx, f, L->mlp_proj_w, L->mlp_proj_b);
+    f = hft_gelu(ctx, nn_linear_forward(ctx, &L->c_fc, f, train), g->activation);
+    f = nn_linear_forward(ctx, &L->mlp_proj, f, train);
     if (train) f = hft_dropout(ctx, f, g->resid_pdrop, site(layer, 2));
     return hft_add(ctx, h, f);
 }

@@ -15,8 +15,8 @@ typedef enum llama_arch { ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN2 } llama_arch;
 typedef enum llama_act { ACT_SILU, ACT_GELU_ERF, ACT_GELU_TANH, ACT_RELU } llama_act;
 
 typedef struct llama_layer {
-    hft_tensor *in_norm, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
-    hft_tensor *post_norm, *gate_w, *gate_b, *up_w, *up_b, *down_w, *down_b;
+    hft_tensor *in_norm, *post_norm;
+    nn_linear q, k, v, o, gate, up, down;
 } llama_layer;
 
 typedef struct llama {
@@ -380,27 +380,15 @@ static hft_status llama_build(hft_model *m) {
     for (int l = 0; l < m->n_layers; l++) {
         llama_layer *L = &g->layers[l];
         const char *p = "model.layers";
-        L->q_w = nn_param(m, normal, 0, false, 2, (int64_t[]){qd, d}, "%s.%d.self_attn.q_proj.weight", p, l);
-        if (g->qkv_bias)
-            L->q_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){qd}, "%s.%d.self_attn.q_proj.bias", p, l);
-        L->k_w = nn_param(m, normal, 0, false, 2, (int64_t[]){kvd, d}, "%s.%d.self_attn.k_proj.weight", p, l);
-        if (g->qkv_bias)
-            L->k_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){kvd}, "%s.%d.self_attn.k_proj.bias", p, l);
-        L->v_w = nn_param(m, normal, 0, false, 2, (int64_t[]){kvd, d}, "%s.%d.self_attn.v_proj.weight", p, l);
-        if (g->qkv_bias)
-            L->v_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){kvd}, "%s.%d.self_attn.v_proj.bias", p, l);
-        L->o_w = nn_param(m, normal, 0, false, 2, (int64_t[]){d, qd}, "%s.%d.self_attn.o_proj.weight", p, l);
-        if (g->o_bias)
-            L->o_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){d}, "%s.%d.self_attn.o_proj.bias", p, l);
-        L->gate_w = nn_param(m, normal, 0, false, 2, (int64_t[]){in, d}, "%s.%d.mlp.gate_proj.weight", p, l);
-        if (g->mlp_bias)
-            L->gate_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){in}, "%s.%d.mlp.gate_proj.bias", p, l);
-        L->up_w = nn_param(m, normal, 0, false, 2, (int64_t[]){in, d}, "%s.%d.mlp.up_proj.weight", p, l);
-        if (g->mlp_bias)
-            L->up_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){in}, "%s.%d.mlp.up_proj.bias", p, l);
-        L->down_w = nn_param(m, normal, 0, false, 2, (int64_t[]){d, in}, "%s.%d.mlp.down_proj.weight", p, l);
-        if (g->mlp_bias)
-            L->down_b = nn_param(m, zeros, nd, false, 1, (int64_t[]){d}, "%s.%d.mlp.down_proj.bias", p, l);
+        const nn_init *qkv_b = g->qkv_bias ? &zeros : NULL, *o_b = g->o_bias ? &zeros : NULL,
+                      *mlp_b = g->mlp_bias ? &zeros : NULL;
+        nn_linear_decl(m, &L->q, normal, qkv_b, false, false, d, qd, "%s.%d.self_attn.q_proj", p, l);
+        nn_linear_decl(m, &L->k, normal, qkv_b, false, false, d, kvd, "%s.%d.self_attn.k_proj", p, l);
+        nn_linear_decl(m, &L->v, normal, qkv_b, false, false, d, kvd, "%s.%d.self_attn.v_proj", p, l);
+        nn_linear_decl(m, &L->o, normal, o_b, false, false, qd, d, "%s.%d.self_attn.o_proj", p, l);
+        nn_linear_decl(m, &L->gate, normal, mlp_b, false, false, d, in, "%s.%d.mlp.gate_proj", p, l);
+        nn_linear_decl(m, &L->up, normal, mlp_b, false, false, d, in, "%s.%d.mlp.up_proj", p, l);
+        nn_linear_decl(m, &L->down, normal, mlp_b, false, false, in, d, "%s.%d.mlp.down_proj", p, l);
         L->in_norm = nn_param(m, ones, nd, false, 1, (int64_t[]){d}, "%s.%d.input_layernorm.weight", p, l);
         L->post_norm =
             nn_param(m, ones, nd, false, 1, (int64_t[]){d}, "%s.%d.post_attention_layernorm.weight", p, l);
@@ -466,9 +454,9 @@ static hft_tensor *llama_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor
     int64_t B = h->shape[0], T = h->shape[1], D = g->head_dim, H = g->n_heads, Hkv = g->n_kv_heads;
     if (!check_window(ctx, m, T)) return NULL;
     hft_tensor *a = hft_rms_norm(ctx, h, L->in_norm, g->eps);
-    hft_tensor *q = hft_reshape(ctx, hft_linear(ctx, a, L->q_w, L->q_b), 4, (int64_t[]){B, T, H, D});
-    hft_tensor *k = hft_reshape(ctx, hft_linear(ctx, a, L->k_w, L->k_b), 4, (int64_t[]){B, T, Hkv, D});
-    hft_tensor *v = hft_reshape(ctx, hft_linear(ctx, a, L->v_w, L->v_b), 4, (int64_t[]){B, T, Hkv, D});
+    hft_tensor *q = hft_reshape(ctx, nn_linear_forward(ctx, &L->q, a, train), 4, (int64_t[]){B, T, H, D});
+    hft_tensor *k = hft_reshape(ctx, nn_linear_forward(ctx, &L->k, a, train), 4, (int64_t[]){B, T, Hkv, D});
+    hft_tensor *v = hft_reshape(ctx, nn_linear_forward(ctx, &L->v, a, train), 4, (int64_t[]){B, T, Hkv, D});
     /* positions 0 .. T-1 for every row, padded or not: transformers' forward when no position_ids are given
      */
     hft_tensor *pos = nn_positions(ctx, T);
@@ -481,10 +469,10 @@ static hft_tensor *llama_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor
                         .dropout_p = train ? g->attn_dropout : 0.0,
                         .dropout_site = (uint16_t)(1 + layer)};
     hft_tensor *o = hft_reshape(ctx, hft_attention(ctx, q, k, v, &ao), 3, (int64_t[]){B, T, H * D});
-    h = hft_add(ctx, h, hft_linear(ctx, o, L->o_w, L->o_b));
+    h = hft_add(ctx, h, nn_linear_forward(ctx, &L->o, o, train));
     hft_tensor *f = hft_rms_norm(ctx, h, L->post_norm, g->eps);
-    hft_tensor *gate = activation(ctx, g->act, hft_linear(ctx, f, L->gate_w, L->gate_b));
-    f = hft_linear(ctx, hft_mul(ctx, gate, hft_linear(ctx, f, L->up_w, L->up_b)), L->down_w, L->down_b);
+    hft_tensor *gate = activation(ctx, g->act, nn_linear_forward(ctx, &L->gate, f, train));
+    f = nn_linear_forward(ctx, &L->down, hft_mul(ctx, gate, nn_linear_forward(ctx, &L->up, f, train)), train);
     return hft_add(ctx, h, f);
 }
 

@@ -42,6 +42,8 @@ hft_status nn_init_tensor(hft_tensor *t, nn_init init, uint64_t seed, const char
         return hft_init_constant(t, 0.0);
     case NN_INIT_ONES:
         return hft_init_constant(t, 1.0);
+    case NN_INIT_UNIFORM:
+        return hft_init_uniform(t, -init.std, init.std, seed, name_stream(name));
     case NN_INIT_NORMAL:
         break;
     }
@@ -128,6 +130,8 @@ static hft_status parse_config(const char *text, const char *source, cJSON **out
 
 void hft_model_free(hft_model *m) {
     if (!m) return;
+    nn_adapter_free(m->adapter);
+    nn_linears_free(m); /* before the family's impl, which holds the modules */
     if (m->family && m->family->free_impl) m->family->free_impl(m->impl);
     hft_paramset_free(m->params);
     cJSON_Delete(m->config);
@@ -240,7 +244,7 @@ hft_status hft_model_from_config(const char *config_json, const char *source, co
     hft_model *m = NULL;
     HFT_TRY(model_create(config, source ? source : "config", opts, &m));
     hft_status st = init_unloaded(m, source, false);
-    if (st == HFT_OK) st = hft_paramset_finalize(m->params, (size_t)25 << 20);
+    if (st == HFT_OK) st = hft_paramset_finalize(m->params, NN_BUCKET_BYTES);
     if (st != HFT_OK) {
         hft_model_free(m);
         return st;
@@ -359,7 +363,7 @@ hft_status hft_model_load(const char *dir, const hft_load_options *opts, hft_mod
     free(path);
     if (st == HFT_OK) st = load_weights(m, dir);
     if (st == HFT_OK) st = init_unloaded(m, dir, true);
-    if (st == HFT_OK) st = hft_paramset_finalize(m->params, (size_t)25 << 20);
+    if (st == HFT_OK) st = hft_paramset_finalize(m->params, NN_BUCKET_BYTES);
     if (st != HFT_OK) {
         hft_model_free(m);
         return st;
@@ -369,15 +373,17 @@ hft_status hft_model_load(const char *dir, const hft_load_options *opts, hft_mod
 }
 
 hft_status hft_model_load_weights(hft_model *m, const char *dir) {
-    for (int i = 0; i < hft_paramset_count(m->params); i++) m->info[i].loaded = false;
+    for (int i = 0; i < hft_paramset_count(m->params); i++) m->info[i].loaded = m->info[i].adapter;
     nn_checkpoint ck;
     HFT_TRY(nn_checkpoint_open(dir, &ck));
     hft_status st = HFT_OK;
     for (int i = 0; i < hft_paramset_count(m->params) && st == HFT_OK; i++) {
+        if (m->info[i].adapter) continue; /* an adapter's tensors come from its own folder */
         const char *taken = NULL;
         st = load_param(m, &ck, i, &taken);
         if (st == HFT_OK && !m->info[i].loaded)
-            st = hft_error(HFT_EFORMAT, "%s: no tensor '%s' in the weights", dir, hft_paramset_get(m->params, i)->name);
+            st = hft_error(HFT_EFORMAT, "%s: no tensor '%s' in the weights", dir,
+                           hft_paramset_get(m->params, i)->name);
     }
     nn_checkpoint_close(&ck);
     return st;
@@ -390,8 +396,30 @@ void hft_model_fingerprint(const hft_model *m, char out[33]) {
     for (int i = 0; i < hft_paramset_count(m->params); i++) {
         hft_param *p = hft_paramset_get(m->params, i);
         for (const char *c = p->name; *c; c++) h1 = (h1 ^ (unsigned char)*c) * 1099511628211ull;
-        for (int d = 0; d < p->value->ndim; d++) h2 = (h2 ^ (uint64_t)p->value->shape[d]) * 0x100000001b3ull + (uint64_t)d;
+        for (int d = 0; d < p->value->ndim; d++)
+            h2 = (h2 ^ (uint64_t)p->value->shape[d]) * 0x100000001b3ull + (uint64_t)d;
         h2 = (h2 ^ (uint64_t)i) * 0x9E3779B97F4A7C15ull;
+    }
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
+}
+
+void hft_model_weights_digest(const hft_model *m, char out[33]) {
+    uint64_t h1 = 1469598103934665603ull, h2 = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < hft_paramset_count(m->params); i++) {
+        if (m->info[i].adapter) continue;
+        hft_param *p = hft_paramset_get(m->params, i);
+        for (const char *c = p->name; *c; c++) h1 = (h1 ^ (unsigned char)*c) * 1099511628211ull;
+        for (int d = 0; d < p->value->ndim; d++) h1 = (h1 ^ (uint64_t)p->value->shape[d]) * 1099511628211ull;
+        /* up to 4096 evenly spaced values' bits: reading every weight would cost a pass over the model */
+        const unsigned char *data = hft_tensor_data(p->value);
+        size_t es = hft_dtype_size(p->value->dtype);
+        int64_t n = hft_tensor_numel(p->value), step = n > 4096 ? n / 4096 : 1;
+        for (int64_t k = 0; k < n; k += step) {
+            uint64_t bits = 0;
+            memcpy(&bits, data + (size_t)k * es, es < 8 ? es : 8);
+            h2 = (h2 ^ bits) * 0x100000001b3ull;
+            h2 ^= h2 >> 29;
+        }
     }
     snprintf(out, 33, "%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
 }
@@ -430,6 +458,12 @@ static char *saved_config(const hft_model *m) {
 }
 
 hft_status hft_model_save(hft_model *m, const char *dir) {
+    if (hft_model_has_adapter(m))
+        return hft_error(
+            HFT_ESTATE,
+            "%s: %s carries an unmerged LoRA adapter: save the adapter (hft_lora_save), or merge it "
+            "into the weights first (hft_lora_merge)",
+            dir, m->architecture);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return hft_error(HFT_EIO, "%s: cannot create: %s", dir, strerror(errno));
     size_t n = strlen(dir) + 32;
@@ -444,6 +478,7 @@ hft_status hft_model_save(hft_model *m, const char *dir) {
     if (st == HFT_OK) st = hft_st_writer_metadata(w, "format", "pt");
     for (int i = 0; i < hft_paramset_count(m->params) && st == HFT_OK; i++) {
         hft_param *p = hft_paramset_get(m->params, i);
+        if (m->info[i].adapter) continue; /* merged into the weights */
         st = hft_st_writer_add(w, p->name, p->value);
     }
     if (st == HFT_OK) {
@@ -479,7 +514,9 @@ int64_t hft_model_vocab_size(const hft_model *m) {
 int64_t hft_model_num_labels(const hft_model *m) {
     return m->num_labels;
 }
-int64_t hft_model_max_positions(const hft_model *m) { return m->max_positions; }
+int64_t hft_model_max_positions(const hft_model *m) {
+    return m->max_positions;
+}
 int hft_model_unused_count(const hft_model *m) {
     return m->n_unused;
 }

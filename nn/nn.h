@@ -70,6 +70,8 @@ hft_status hft_st_writer_save(hft_st_writer *w, const char *path);
 /* Fills a heap tensor (f32/f64) with N(mean, std²) draws from the Philox stream (seed, stream): the
  * same values on every machine and thread count. */
 hft_status hft_init_normal(hft_tensor *t, double mean, double std, uint64_t seed, uint32_t stream);
+/* U(lo, hi) draws, the same way. */
+hft_status hft_init_uniform(hft_tensor *t, double lo, double hi, uint64_t seed, uint32_t stream);
 hft_status hft_init_constant(hft_tensor *t, double value);
 
 /* ---------------------------------------------------------------- models */
@@ -107,7 +109,7 @@ hft_status hft_model_load_weights(hft_model *m, const char *dir);
  * checkpoint's weights and optimizer state fit the model. */
 void hft_model_fingerprint(const hft_model *m, char out[33]);
 /* Writes config.json and model.safetensors (tied weights once) into `dir`, creating it; each file atomically.
- */
+ * A model with an unmerged LoRA adapter is refused (save the adapter, or merge it first). */
 hft_status hft_model_save(hft_model *m, const char *dir);
 void hft_model_free(hft_model *m);
 
@@ -125,6 +127,44 @@ int hft_model_unused_count(const hft_model *m);
 const char *hft_model_unused(const hft_model *m, int i);
 int hft_model_initialized_count(const hft_model *m);
 const char *hft_model_initialized(const hft_model *m, int i);
+
+/* ---------------------------------------------------------------- LoRA adapters (PEFT) */
+
+/* Attaches a LoRA adapter to a loaded model, configured as PEFT's LoraConfig in JSON with its field names:
+ * r (8), lora_alpha (8), lora_dropout (0), target_modules (module names matched as suffixes, one regular
+ * expression matched whole, or "all-linear"; absent: PEFT's default for the model type), exclude_modules,
+ * layers_to_transform, layers_pattern, rank_pattern, alpha_pattern, use_rslora (scaling alpha/√r instead
+ * of alpha/r), bias ("none", "lora_only", "all"), modules_to_save (kept trainable and saved whole; a
+ * SEQ_CLS model saves its classifier, as PEFT does), task_type, init_lora_weights (true: A Kaiming-uniform,
+ * B zeros; false: both Kaiming-uniform). Unknown keys and methods hft lacks (DoRA, ...) are refused, naming
+ * `source` and the key. A is drawn from the counter-based generator keyed by `seed` and the parameter's
+ * name. Every base parameter is then frozen — no gradient buffer, no optimizer state, no weight gradient in
+ * backward — except the biases `bias` trains and the modules to save. The adapter's parameters are named
+ * "<module>.lora_A.weight" and "<module>.lora_B.weight" (module: the linear's path, e.g.
+ * "model.layers.0.self_attn.q_proj"). A failure before the model changes leaves it as it was. */
+hft_status hft_lora_attach(hft_model *m, const char *config_json, const char *source, uint64_t seed);
+/* Attaches the adapter of a folder PEFT (or hft) wrote — adapter_config.json, adapter_model.safetensors —
+ * and loads its tensors: every tensor the adapter trains must be in the file, with its shape. */
+hft_status hft_lora_load(hft_model *m, const char *dir);
+/* Loads adapter_model.safetensors of `dir` into the adapter already attached (same configuration): resume. */
+hft_status hft_lora_load_weights(hft_model *m, const char *dir);
+/* Writes adapter_config.json and adapter_model.safetensors (PEFT's names: "base_model.model.<module>.
+ * lora_A.weight", "<module>.base_layer.bias" for a trained bias of an adapted module, plain names for
+ * modules to save) into `dir`, creating it; each file atomically. PEFT's PeftModel.from_pretrained loads it.
+ */
+hft_status hft_lora_save(hft_model *m, const char *dir);
+/* Folds each LoRA branch into its base weight (W += scaling · B A; transposed for GPT-2's Conv1D), as
+ * PEFT's merge_and_unload: afterwards the model computes the same function without the branches, and
+ * hft_model_save writes a plain model directory transformers loads. */
+hft_status hft_lora_merge(hft_model *m);
+/* An unmerged adapter is attached. */
+bool hft_model_has_adapter(const hft_model *m);
+/* How many linear modules carry a LoRA branch (0 without an adapter). */
+int hft_lora_module_count(const hft_model *m);
+
+/* A hex digest of the model's own weights (names, shapes and a sample of values of every parameter not
+ * part of an adapter): an adapter checkpoint records it to refuse a different base model. */
+void hft_model_weights_digest(const hft_model *m, char out[33]);
 
 /* One training or evaluation batch. */
 typedef struct hft_batch {

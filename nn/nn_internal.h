@@ -36,20 +36,46 @@ int64_t nn_cfg_pos_int(nn_cfg *c, const char *key, const char *alias, int64_t de
 
 typedef struct nn_family nn_family;
 
-typedef enum nn_init_kind { NN_INIT_NORMAL, NN_INIT_ZEROS, NN_INIT_ONES } nn_init_kind;
+typedef enum nn_init_kind { NN_INIT_NORMAL, NN_INIT_ZEROS, NN_INIT_ONES, NN_INIT_UNIFORM } nn_init_kind;
 
 /* How a parameter is initialised when the checkpoint does not provide it (or when training from a
  * config): as the family's _init_weights in transformers does. */
 typedef struct nn_init {
     nn_init_kind kind;
-    double std;
+    double std;       /* NN_INIT_UNIFORM: the bound b of U(-b, b) */
     int64_t zero_row; /* an embedding's padding_idx row set to zero after the draw, or -1 */
 } nn_init;
 
+/* LoRA on one linear module, as PEFT's lora.Linear: y = base(x) + scaling · B(A(dropout(x))). */
+typedef struct nn_lora {
+    hft_tensor *a,
+        *b; /* [r, in] and [out, r]: parameters "<module>.lora_A.weight", "<module>.lora_B.weight" */
+    int r;
+    double alpha, scaling, dropout;
+    uint16_t site; /* the dropout call site */
+} nn_lora;
+
+/* A linear module (nn.Linear, or GPT-2's Conv1D whose weight is stored [in, out]) as transformers names it.
+ * Families declare their projections through nn_linear_decl so that adapters can find them by name. */
+typedef struct nn_linear {
+    hft_tensor *weight, *bias; /* bias NULL when the module has none */
+    char *module;              /* "transformer.h.0.attn.c_attn": the weight's name without ".weight" */
+    bool conv1d;
+    bool output; /* the output embedding or classifier "all-linear" leaves out */
+    int64_t in, out;
+    nn_lora lora; /* lora.a NULL unless an adapter targets this module */
+} nn_linear;
+
+typedef struct nn_adapter nn_adapter; /* the attached LoRA adapter (nn/lora.c) */
+
+/* All-reduce bucket size for the gradients: DDP's default, 25 MiB. */
+#define NN_BUCKET_BYTES ((size_t)25 << 20)
+
 typedef struct nn_param_info {
     nn_init init;
-    bool head;   /* may be missing from a checkpoint (a new task head): then initialised and reported */
-    bool loaded; /* filled from the checkpoint */
+    bool adapter; /* belongs to a LoRA adapter, not to the model's own state dict */
+    bool head;    /* may be missing from a checkpoint (a new task head): then initialised and reported */
+    bool loaded;  /* filled from the checkpoint */
 } nn_param_info;
 
 struct hft_model {
@@ -73,6 +99,9 @@ struct hft_model {
     int n_unused;
     char **initialized; /* head parameters the checkpoint lacked, initialised here */
     int n_initialized;
+    nn_linear **linears; /* every linear module, in declaration order (pointers into impl) */
+    int n_linears, linears_cap;
+    nn_adapter *adapter; /* NULL unless a LoRA adapter is attached */
 };
 
 /* An architecture family: GPT-2, Llama (also Mistral, Qwen2), BERT. */
@@ -103,6 +132,18 @@ extern const nn_family nn_family_bert;
  * Values are zeros until loaded or initialised. On failure records m->status and returns NULL. */
 hft_tensor *nn_param(hft_model *m, nn_init init, uint32_t tags, bool head, int ndim, const int64_t *shape,
                      const char *name_fmt, ...) __attribute__((format(printf, 7, 8)));
+
+/* Declares a linear module: the weight "<module>.weight" [out, in] (Conv1D: [in, out]) and, when b_init is
+ * given, the bias "<module>.bias" [out] (tagged no-decay); records it among the model's linear modules.
+ * `module` is printf-style. On failure records m->status and returns false. */
+bool nn_linear_decl(hft_model *m, nn_linear *lin, nn_init w_init, const nn_init *b_init, bool head,
+                    bool conv1d, int64_t in, int64_t out, const char *module_fmt, ...)
+    __attribute__((format(printf, 9, 10)));
+/* The module applied to x [..., in] → [..., out], with its LoRA branch when one is attached (dropout on
+ * the branch's input only when training). */
+hft_tensor *nn_linear_forward(hft_ctx *ctx, const nn_linear *lin, hft_tensor *x, bool train);
+void nn_linears_free(hft_model *m);
+void nn_adapter_free(nn_adapter *a);
 
 /* Initialises one tensor as `init` says, from the model seed and the parameter's name (so a value does
  * not depend on the order parameters are declared in). */

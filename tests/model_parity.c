@@ -50,7 +50,8 @@ char *model_parity_model_dir(const char *case_name) {
     char *found = NULL;
     if (cJSON_IsString(rel)) {
         /* site-packages of the reference environment, or of any Python on the machine */
-        const char *roots[] = {"tests/fixtures/real", getenv("HFT_SITE_PACKAGES"), "/root/hft-ref/lib/python3*/site-packages",
+        const char *roots[] = {"tests/fixtures/real", getenv("HFT_SITE_PACKAGES"),
+                               "/root/hft-ref/lib/python3*/site-packages",
                                "/usr/local/lib/python3*/site-packages", "/usr/lib/python3/dist-packages"};
         for (size_t r = 0; r < sizeof roots / sizeof roots[0] && !found; r++) {
             if (!roots[r]) continue;
@@ -74,7 +75,7 @@ char *model_parity_model_dir(const char *case_name) {
 }
 
 /* A tensor of the batch file as `dtype`, or NULL when absent. */
-static hft_tensor *fixture(const hft_safetensors *f, const char *name, hft_dtype dtype) {
+hft_tensor *model_parity_fixture(const hft_safetensors *f, const char *name, hft_dtype dtype) {
     if (!hft_safetensors_find(f, name)) return NULL;
     hft_tensor *t = NULL;
     if (hft_safetensors_load(f, name, dtype, false, &t) != HFT_OK) {
@@ -85,8 +86,8 @@ static hft_tensor *fixture(const hft_safetensors *f, const char *name, hft_dtype
 }
 
 /* atol is rtol x max|reference|, but at least atol_floor (absolute). Frees `want`. */
-static int compare(const char *case_name, const char *what, const hft_tensor *got, hft_tensor *want,
-                   double rtol, double atol_floor) {
+int model_parity_compare(const char *case_name, const char *what, const hft_tensor *got, hft_tensor *want,
+                         double rtol, double atol_floor) {
     char label[320];
     snprintf(label, sizeof label, "%s: %s", case_name, what);
     if (!got || !want) {
@@ -149,10 +150,12 @@ int model_parity_case(const char *case_name, double rtol, const char *save_to) {
         goto done;
     }
     ctx = hft_ctx_new(NULL);
-    hft_tensor *ids = fixture(bf, "input_ids", HFT_I64), *mask = fixture(bf, "attention_mask", HFT_I64);
-    hft_tensor *types = fixture(bf, "token_type_ids", HFT_I64);
+    hft_tensor *ids = model_parity_fixture(bf, "input_ids", HFT_I64),
+               *mask = model_parity_fixture(bf, "attention_mask", HFT_I64);
+    hft_tensor *types = model_parity_fixture(bf, "token_type_ids", HFT_I64);
     const hft_st_entry *le = hft_safetensors_find(bf, "labels");
-    hft_tensor *labels = le ? fixture(bf, "labels", le->dtype == HFT_F32 ? HFT_F32 : HFT_I64) : NULL;
+    hft_tensor *labels =
+        le ? model_parity_fixture(bf, "labels", le->dtype == HFT_F32 ? HFT_F32 : HFT_I64) : NULL;
     hft_batch batch = {.input_ids = ids, .attention_mask = mask, .token_type_ids = types, .labels = labels};
     /* train mode, as the fixtures ran (every dropout 0 in their config); a real model from a package keeps
      * its own config (MiniLM says 0.1), so it runs in eval mode, which is the same math */
@@ -161,10 +164,13 @@ int model_parity_case(const char *case_name, double rtol, const char *save_to) {
     hft_tensor *root = NULL, *g = NULL, *gp = NULL; /* g, gp: BertModel's gradient seeds */
     double seed = 1.0;
     if (hft_model_task(m) == HFT_TASK_BASE) {
-        g = fixture(bf, "grad_seed", HFT_F32), gp = fixture(bf, "grad_seed_pooler", HFT_F32);
+        g = model_parity_fixture(bf, "grad_seed", HFT_F32),
+        gp = model_parity_fixture(bf, "grad_seed_pooler", HFT_F32);
         hft_tensor *pooled = hft_model_pooler(ctx, m, h);
-        result &= compare(case_name, "last_hidden_state", h, fixture(bf, "logits", HFT_F32), rtol, 0);
-        result &= compare(case_name, "pooler_output", pooled, fixture(bf, "pooler_output", HFT_F32), rtol, 0);
+        result &= model_parity_compare(case_name, "last_hidden_state", h,
+                                       model_parity_fixture(bf, "logits", HFT_F32), rtol, 0);
+        result &= model_parity_compare(case_name, "pooler_output", pooled,
+                                       model_parity_fixture(bf, "pooler_output", HFT_F32), rtol, 0);
         if (g && gp)
             root = hft_add(ctx, hft_sum(ctx, hft_mul(ctx, h, g), 0, NULL, false),
                            hft_sum(ctx, hft_mul(ctx, pooled, gp), 0, NULL, false));
@@ -172,14 +178,16 @@ int model_parity_case(const char *case_name, double rtol, const char *save_to) {
         int64_t count = 0;
         hft_tensor *logits = hft_model_head_logits(ctx, m, h, &batch);
         hft_tensor *loss = hft_model_head_loss(ctx, m, h, &batch, own_model, &count);
-        result &= compare(case_name, "logits", logits, fixture(bf, "logits", HFT_F32), rtol, 0);
-        hft_tensor *want_count = fixture(bf, "loss_count", HFT_I64);
+        result &= model_parity_compare(case_name, "logits", logits,
+                                       model_parity_fixture(bf, "logits", HFT_F32), rtol, 0);
+        hft_tensor *want_count = model_parity_fixture(bf, "loss_count", HFT_I64);
         int64_t wc = want_count ? *(int64_t *)hft_tensor_data(want_count) : -1;
         CHECK(count == wc, "%s: %lld tokens in the loss, transformers %lld", case_name, (long long)count,
               (long long)wc);
         seed = 1.0 / (double)(count ? count : 1);
         hft_tensor *mean = hft_scale(ctx, loss, seed);
-        result &= compare(case_name, "loss", mean, fixture(bf, "loss", HFT_F32), rtol, 0);
+        result &=
+            model_parity_compare(case_name, "loss", mean, model_parity_fixture(bf, "loss", HFT_F32), rtol, 0);
         root = loss;
         hft_tensor_free(want_count);
     }
@@ -204,7 +212,7 @@ int model_parity_case(const char *case_name, double rtol, const char *save_to) {
     double grad_max = 0;
     for (int k = 0; k < hft_safetensors_count(bf); k++) {
         const char *n = hft_safetensors_entry(bf, k)->name;
-        hft_tensor *ref = strncmp(n, "grad/", 5) == 0 ? fixture(bf, n, HFT_F32) : NULL;
+        hft_tensor *ref = strncmp(n, "grad/", 5) == 0 ? model_parity_fixture(bf, n, HFT_F32) : NULL;
         long cnt = ref ? (long)hft_tensor_numel(ref) : 0;
         for (long i = 0; i < cnt; i++)
             grad_max = fmax(grad_max, fabs((double)((float *)hft_tensor_data(ref))[i]));
@@ -215,9 +223,9 @@ int model_parity_case(const char *case_name, double rtol, const char *save_to) {
         hft_param *p = hft_paramset_get(ps, i);
         char name[300];
         snprintf(name, sizeof name, "grad/%s", p->name);
-        hft_tensor *want = fixture(bf, name, HFT_F32);
+        hft_tensor *want = model_parity_fixture(bf, name, HFT_F32);
         if (!want) continue; /* the real-model case stores a few */
-        result &= compare(case_name, name, p->grad, want, rtol, 1e-3 * rtol * grad_max);
+        result &= model_parity_compare(case_name, name, p->grad, want, rtol, 1e-3 * rtol * grad_max);
         compared++;
     }
     for (int k = 0; k < hft_safetensors_count(bf); k++) { /* every reference gradient has a parameter here */

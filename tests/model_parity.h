@@ -16,4 +16,11 @@ int model_parity_case(const char *case_name, double rtol, const char *save_to);
  * shipped by a PyPI package (source.json), that package's folder when it is installed; NULL otherwise. */
 char *model_parity_model_dir(const char *case_name);
 
+/* A tensor of a fixture file as `dtype`, or NULL when absent (a failed load is reported). */
+hft_tensor *model_parity_fixture(const hft_safetensors *f, const char *name, hft_dtype dtype);
+/* Compares `got` with `want` (freed) within rtol, the atol being rtol x max|want| but at least atol_floor;
+ * reports a mismatch under "case_name: what". Returns 1 when they agree. */
+int model_parity_compare(const char *case_name, const char *what, const hft_tensor *got, hft_tensor *want,
+                         double rtol, double atol_floor);
+
 #endif
