@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "nn/nn.h"
+#include "optim/optim.h"
 #include "tests/model_parity.h"
 #include "tests/test_util.h"
 

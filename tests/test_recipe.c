@@ -30,21 +30,23 @@ static void setup(void) {
 
 static hft_recipe *load(const char *text, int n, char *const *ov, hft_status *st) {
     char full[2048];
-    snprintf(full, sizeof full, "model:\n  path: %s\ndata:\n  train_file: %s\n%s", model_dir, train_file, text);
+    snprintf(full, sizeof full, "model:\n  path: %s\ndata:\n  train_file: %s\n%s", model_dir, train_file,
+             text);
     hft_recipe *r = NULL;
     *st = hft_recipe_load(write_recipe("r.yaml", full), n, ov, &r);
     return r;
 }
 
-#define EXPECT_ERROR(text, n, ov, ...)                                                                               \
-    do {                                                                                                             \
-        hft_status st_;                                                                                              \
-        hft_recipe *r_ = load(text, n, ov, &st_);                                                                    \
-        CHECK(!r_ && st_ != HFT_OK, "expected an error for: %s", text);                                             \
-        const char *want_[] = {__VA_ARGS__};                                                                         \
-        for (size_t w_ = 0; w_ < sizeof want_ / sizeof want_[0]; w_++)                                               \
-            CHECK(strstr(hft_error_message(), want_[w_]), "message lacks '%s': %s", want_[w_], hft_error_message()); \
-        hft_recipe_free(r_);                                                                                         \
+#define EXPECT_ERROR(text, n, ov, ...)                                                                       \
+    do {                                                                                                     \
+        hft_status st_;                                                                                      \
+        hft_recipe *r_ = load(text, n, ov, &st_);                                                            \
+        CHECK(!r_ && st_ != HFT_OK, "expected an error for: %s", text);                                      \
+        const char *want_[] = {__VA_ARGS__};                                                                 \
+        for (size_t w_ = 0; w_ < sizeof want_ / sizeof want_[0]; w_++)                                       \
+            CHECK(strstr(hft_error_message(), want_[w_]), "message lacks '%s': %s", want_[w_],               \
+                  hft_error_message());                                                                      \
+        hft_recipe_free(r_);                                                                                 \
     } while (0)
 
 TEST(defaults_are_the_hf_trainer_defaults) {
@@ -52,8 +54,8 @@ TEST(defaults_are_the_hf_trainer_defaults) {
     hft_recipe *r = load("", 0, NULL, &st);
     CHECK_OK(st, NULL);
     if (!r) return;
-    CHECK(r->learning_rate == 5e-5 && r->weight_decay == 0 && r->adam_beta1 == 0.9 && r->adam_beta2 == 0.999 &&
-              r->adam_epsilon == 1e-8 && r->max_grad_norm == 1.0,
+    CHECK(r->learning_rate == 5e-5 && r->weight_decay == 0 && r->adam_beta1 == 0.9 &&
+              r->adam_beta2 == 0.999 && r->adam_epsilon == 1e-8 && r->max_grad_norm == 1.0,
           "optimizer defaults");
     CHECK(r->num_train_epochs == 3 && r->max_steps == -1 && r->per_device_train_batch_size == 8 &&
               r->gradient_accumulation_steps == 1 && r->seed == 42,
@@ -74,7 +76,8 @@ TEST(sections_flat_keys_aliases_and_overrides) {
     CHECK_OK(st, NULL);
     if (!r) return;
     CHECK(r->learning_rate == 3e-4 && r->max_steps == 20 && r->max_length == 64, "overrides win");
-    CHECK(strcmp(r->eval_strategy, "steps") == 0 && r->eval_steps == 0.25, "the 4.x alias evaluation_strategy");
+    CHECK(strcmp(r->eval_strategy, "steps") == 0 && r->eval_steps == 0.25,
+          "the 4.x alias evaluation_strategy");
     CHECK(r->per_device_train_batch_size == 4, "a flat top-level key");
     char w[200];
     CHECK(strcmp(hft_recipe_where(r, "max_steps", w, sizeof w), "command line") == 0, "where: %s", w);
@@ -85,11 +88,12 @@ TEST(sections_flat_keys_aliases_and_overrides) {
 TEST(bad_recipes_name_the_line_and_key) {
     EXPECT_ERROR("training:\n  learnig_rate: 1e-4\n", 0, NULL, "r.yaml:6", "unknown key 'learnig_rate'",
                  "did you mean 'learning_rate'?");
-    EXPECT_ERROR("training:\n  learning_rate: fast\n", 0, NULL, "r.yaml:6", "learning_rate", "expected a number >= 0",
-                 "\"fast\"");
+    EXPECT_ERROR("training:\n  learning_rate: fast\n", 0, NULL, "r.yaml:6", "learning_rate",
+                 "expected a number >= 0", "\"fast\"");
     EXPECT_ERROR("training:\n  adam_beta2: 1.0\n", 0, NULL, "r.yaml:6", "adam_beta2", "[0, 1)");
     EXPECT_ERROR("training:\n  per_device_train_batch_size: 2.5\n", 0, NULL, "expected an integer");
-    EXPECT_ERROR("training:\n  eval_strategy: sometimes\n", 0, NULL, "r.yaml:6", "no|steps|epoch", "\"sometimes\"");
+    EXPECT_ERROR("training:\n  eval_strategy: sometimes\n", 0, NULL, "r.yaml:6", "no|steps|epoch",
+                 "\"sometimes\"");
     EXPECT_ERROR("training:\n  bf16: maybe\n", 0, NULL, "expected true or false");
     EXPECT_ERROR("trainig:\n  seed: 1\n", 0, NULL, "unknown key 'trainig'", "did you mean 'training'?");
     EXPECT_ERROR("training:\n  seed: [1, 2]\n", 0, NULL, "seed", "expected a single value");
@@ -97,9 +101,11 @@ TEST(bad_recipes_name_the_line_and_key) {
     EXPECT_ERROR("path: x\n", 0, NULL, "'path' is a key of more than one section");
     EXPECT_ERROR("training:\n  bf16: true\n  fp16: true\n", 0, NULL, "bf16 and fp16 cannot both be true");
     EXPECT_ERROR("training:\n  load_best_model_at_end: true\n", 0, NULL, "needs evaluation");
-    EXPECT_ERROR("training:\n  load_best_model_at_end: true\n  eval_strategy: steps\n  save_strategy: epoch\n", 0, NULL,
-                 "save_strategy (epoch) to equal eval_strategy (steps");
-    EXPECT_ERROR("training:\n  load_best_model_at_end: true\n  eval_strategy: steps\n  eval_steps: 30\n  save_steps: 50\n",
+    EXPECT_ERROR(
+        "training:\n  load_best_model_at_end: true\n  eval_strategy: steps\n  save_strategy: epoch\n", 0,
+        NULL, "save_strategy (epoch) to equal eval_strategy (steps");
+    EXPECT_ERROR("training:\n  load_best_model_at_end: true\n  eval_strategy: steps\n  eval_steps: 30\n  "
+                 "save_steps: 50\n",
                  0, NULL, "multiple of eval_steps");
     EXPECT_ERROR("data:\n  eval_file: /nonexistent/eval.jsonl\n", 0, NULL, "r.yaml:", "eval_file",
                  "no such file or folder: /nonexistent/eval.jsonl");
@@ -115,6 +121,44 @@ TEST(bad_recipes_name_the_line_and_key) {
           "a missing recipe: %s", hft_error_message());
 }
 
+/* The lora section: PEFT's LoraConfig names, lists and mappings as YAML writes them, overrides on the command
+ * line, and mistakes reported with the line and key. */
+TEST(lora_section) {
+    hft_status st;
+    hft_recipe *r =
+        load("training:\n  seed: 1\nlora:\n  r: 16\n  lora_alpha: 32\n  target_modules: [q_proj, v_proj]\n"
+             "  rank_pattern:\n    o_proj: 4\n  layers_to_transform: [0, 1]\n  export: merged\n",
+             0, NULL, &st);
+    CHECK_OK(st, NULL);
+    if (r) {
+        CHECK(r->lora_json && strstr(r->lora_json, "\"r\":16") &&
+                  strstr(r->lora_json, "[\"q_proj\",\"v_proj\"]") && strstr(r->lora_json, "{\"o_proj\":4}") &&
+                  strstr(r->lora_json, "[0,1]"),
+              "lora as JSON: %s", r->lora_json ? r->lora_json : "(none)");
+        CHECK(strcmp(r->lora_export, "merged") == 0 && r->lora_line == 7, "export %s, line %d",
+              r->lora_export, r->lora_line);
+        hft_recipe_free(r);
+    }
+    r = load("", 0, NULL, &st);
+    CHECK(r && !r->lora_json && strcmp(r->lora_export, "adapter") == 0, "no lora section: a full fine-tune");
+    hft_recipe_free(r);
+    char *ov[] = {"lora.r=32", "lora.target_modules=[q_proj, k_proj]", "lora.use_rslora=true"};
+    r = load("lora:\n  r: 8\n", 3, ov, &st);
+    CHECK(r && r->lora_json && strstr(r->lora_json, "\"r\":32") &&
+              strstr(r->lora_json, "[\"q_proj\",\"k_proj\"]") && strstr(r->lora_json, "\"use_rslora\":true"),
+          "overrides: %s", r && r->lora_json ? r->lora_json : "(none)");
+    hft_recipe_free(r);
+    r = load("lora:\n", 0, NULL, &st); /* the section alone: PEFT's defaults */
+    CHECK(r && r->lora_json && strcmp(r->lora_json, "{}") == 0, "empty lora section");
+    hft_recipe_free(r);
+    EXPECT_ERROR("lora:\n  r: 8\n  rank: 4\n", 0, NULL, "r.yaml:7: lora", "unknown LoRA setting 'rank'");
+    EXPECT_ERROR("lora:\n  r: -2\n", 0, NULL, "r.yaml:6: lora", "'r': expected a positive integer");
+    EXPECT_ERROR("lora:\n  use_dora: true\n", 0, NULL, "'use_dora' is not supported");
+    EXPECT_ERROR("lora:\n  export: both\n", 0, NULL, "r.yaml:6", "lora.export: expected adapter or merged");
+    char *bad[] = {"lora.bias=some"};
+    EXPECT_ERROR("", 1, bad, "command line lora.bias=some", "'bias': expected");
+}
+
 TEST(help_lists_every_key_with_its_default) {
     char path[200];
     snprintf(path, sizeof path, "%s/help.txt", dir);
@@ -126,9 +170,11 @@ TEST(help_lists_every_key_with_its_default) {
     size_t n = fread(text, 1, sizeof text - 1, fp);
     text[n] = '\0';
     fclose(fp);
-    const char *want[] = {"learning_rate", "5e-5", "gradient_accumulation_steps", "save_total_limit", "train_file",
-                          "evaluation_strategy", "adamw_torch_fused"};
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) CHECK(strstr(text, want[i]), "help lacks %s", want[i]);
+    const char *want[] = {"learning_rate",     "5e-5",       "gradient_accumulation_steps",
+                          "save_total_limit",  "train_file", "evaluation_strategy",
+                          "adamw_torch_fused", "lora_alpha", "target_modules"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK(strstr(text, want[i]), "help lacks %s", want[i]);
 }
 
 int main(int argc, char **argv) {
@@ -137,6 +183,7 @@ int main(int argc, char **argv) {
         {"defaults_are_the_hf_trainer_defaults", defaults_are_the_hf_trainer_defaults},
         {"sections_flat_keys_aliases_and_overrides", sections_flat_keys_aliases_and_overrides},
         {"bad_recipes_name_the_line_and_key", bad_recipes_name_the_line_and_key},
+        {"lora_section", lora_section},
         {"help_lists_every_key_with_its_default", help_lists_every_key_with_its_default},
     };
     int rc = test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));

@@ -33,13 +33,31 @@ echo "== recipes/gpt2_finetune.yaml"
 echo "== resume"
 "$bin/hft-train" recipes/gpt2_finetune.yaml model.path="$work/gpt2" data.train_file=$fx/train.txt \
     data.eval_file=$fx/valid.txt output_dir="$work/gpt2-ft" max_steps=6 eval_steps=2 save_steps=2 max_length=64 \
-    gradient_accumulation_steps=2 logging_steps=1 cache_dir= resume_from_checkpoint=true | grep -q "resuming from"
+    gradient_accumulation_steps=2 logging_steps=1 cache_dir= resume_from_checkpoint=true > "$work/resume.log"
+grep -q "resuming from" "$work/resume.log"
 "$bin/hft-export" "$work/gpt2-ft" "$work/gpt2-export"
 test -f "$work/gpt2-export/model.safetensors" -a -f "$work/gpt2-export/tokenizer.json"
 
 echo "== recipes/llama_sft.yaml"
 "$bin/hft-train" recipes/llama_sft.yaml model.path="$work/llama" data.train_file=$fx/sft.jsonl \
     output_dir="$work/llama-sft" max_steps=3 max_length=64 gradient_accumulation_steps=2 $quiet
+
+echo "== recipes/llama_lora_sft.yaml"
+lora="model.path=$work/llama data.train_file=$fx/sft.jsonl output_dir=$work/llama-lora max_length=64 $quiet save_steps=2"
+"$bin/hft-train" recipes/llama_lora_sft.yaml $lora max_steps=2 > "$work/lora.log"
+grep -q "LoRA: 14 modules adapted" "$work/lora.log"
+test -f "$work/llama-lora/checkpoint-2/adapter_model.safetensors" -a -f "$work/llama-lora/adapter_config.json"
+test ! -f "$work/llama-lora/checkpoint-2/model.safetensors"
+echo "== resume the LoRA run"
+"$bin/hft-train" recipes/llama_lora_sft.yaml $lora max_steps=4 resume_from_checkpoint=true > "$work/lora-resume.log"
+grep -q "resuming from" "$work/lora-resume.log"
+"$bin/hft-export" "$work/llama-lora/checkpoint-4" "$work/lora-adapter"
+test -f "$work/lora-adapter/adapter_model.safetensors" -a -f "$work/lora-adapter/tokenizer.json"
+"$bin/hft-export" "$work/llama-lora/checkpoint-4" "$work/lora-merged" --merge
+test -f "$work/lora-merged/model.safetensors" -a -f "$work/lora-merged/config.json"
+"$bin/hft-train" recipes/llama_lora_sft.yaml $lora output_dir="$work/llama-lora-merged" max_steps=1 lora.export=merged \
+    > /dev/null
+test -f "$work/llama-lora-merged/model.safetensors" -a ! -f "$work/llama-lora-merged/adapter_model.safetensors"
 
 echo "== recipes/bert_classification.yaml"
 "$bin/hft-train" recipes/bert_classification.yaml model.path="$work/bert" data.train_file=$fx/classify.csv \

@@ -273,7 +273,7 @@ TEST(another_models_checkpoint_is_refused_and_export_loads) {
           "message: %s", hft_error_message());
     hft_recipe_free(r);
     char *out = in_root("exported");
-    CHECK_OK(hft_export(ck, out), NULL);
+    CHECK_OK(hft_export(ck, out, NULL), NULL);
     hft_model *m = NULL;
     CHECK_OK(hft_model_load(out, NULL, &m), NULL);
     hft_model_free(m);
@@ -299,6 +299,91 @@ TEST(early_stopping_ends_a_run_that_stops_improving) {
     free(text), free(state);
 }
 
+/* Every tensor of two safetensors files is the same, bit for bit. */
+static bool same_tensors(const char *a_path, const char *b_path) {
+    hft_safetensors *a = NULL, *b = NULL;
+    bool same = hft_safetensors_open(a_path, &a) == HFT_OK && hft_safetensors_open(b_path, &b) == HFT_OK &&
+                hft_safetensors_count(a) == hft_safetensors_count(b);
+    for (int k = 0; same && k < hft_safetensors_count(b); k++) {
+        const hft_st_entry *e = hft_safetensors_entry(b, k), *f = hft_safetensors_find(a, e->name);
+        same = f && f->nbytes == e->nbytes && memcmp(f->data, e->data, e->nbytes) == 0;
+        if (!same) fprintf(stderr, "[%s] %s differs\n", test_current, e->name);
+    }
+    hft_safetensors_close(a), hft_safetensors_close(b);
+    return same;
+}
+
+/* LoRA in the Trainer: checkpoints hold the adapter (not the model), a resumed run (dropout in the model
+ * and on the LoRA branch) ends bit-identical to one never stopped, a different base is refused, and the
+ * adapter exports as is or merged. */
+#define LORA_SECTION "lora:\n  r: 4\n  lora_alpha: 8\n  lora_dropout: 0.1\n  target_modules: [c_attn, c_fc]\n"
+
+TEST(lora_resume_is_bit_identical_and_the_base_is_checked) {
+    char *base_ov[] = {"max_steps=1"};
+    CHECK(train("lbase", "", 1, base_ov), "a base model to adapt");
+    char *base = in_root("lbase"), ov_base[256];
+    snprintf(ov_base, sizeof ov_base, "model.path=%s", base);
+    char *full_ov[] = {"model.config=", ov_base, "max_steps=6"};
+    CHECK(train("lfull", LORA_SECTION, 3, full_ov), "the uninterrupted LoRA run");
+    char *part_ov[] = {"model.config=", ov_base, "max_steps=6", "save_steps=3"};
+    pid_t pid = spawn("lpart", LORA_SECTION, 4, part_ov);
+    char *ck3 = in_root("lpart/checkpoint-3");
+    for (int i = 0; i < 6000 && !fs_exists(ck3); i++) usleep(5000);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    char *a3 = fs_join(ck3, "adapter_model.safetensors"), *m3 = fs_join(ck3, "model.safetensors");
+    CHECK(fs_exists(a3) && !fs_exists(m3), "the checkpoint holds the adapter, not the model");
+    char *resume_ov[] = {"model.config=", ov_base, "max_steps=6", "save_steps=3",
+                         "resume_from_checkpoint=true"};
+    CHECK(train("lpart", LORA_SECTION, 5, resume_ov), "the resumed LoRA run");
+    char *fa = in_root("lfull/adapter_model.safetensors"), *fb = in_root("lpart/adapter_model.safetensors");
+    CHECK(same_tensors(fa, fb), "the resumed adapter differs from the uninterrupted one");
+
+    /* the same recipe on a base whose weights differ (another short run) is refused */
+    char *other_ov[] = {"max_steps=2"};
+    CHECK(train("lbase2", "", 1, other_ov), "another base");
+    char *base2 = in_root("lbase2"), ov_base2[256], ov_resume[256];
+    snprintf(ov_base2, sizeof ov_base2, "model.path=%s", base2);
+    snprintf(ov_resume, sizeof ov_resume, "resume_from_checkpoint=%s", ck3);
+    char *wrong_ov[] = {"model.config=", ov_base2, "max_steps=6", ov_resume};
+    hft_recipe *r = recipe("lwrong", LORA_SECTION, 4, wrong_ov);
+    bool stopped;
+    CHECK(r && hft_train(r, &stopped) == HFT_EINVAL && strstr(hft_error_message(), "another base model"),
+          "message: %s", hft_error_message());
+    hft_recipe_free(r);
+
+    /* export: the adapter as PEFT lays it out, or merged into a plain model that equals the adapted one */
+    char *out_a = in_root("lexport"), *out_m = in_root("lmerged");
+    CHECK_OK(hft_export(ck3, out_a, NULL), NULL);
+    hft_export_options mo = {.merge = true};
+    CHECK_OK(hft_export(ck3, out_m, &mo), NULL);
+    hft_export_options wrong = {.merge = true, .base = base2};
+    char *out_w = in_root("lwrongexport");
+    CHECK(hft_export(ck3, out_w, &wrong) == HFT_EINVAL, "an export onto another base is refused");
+    hft_model *adapted = NULL, *merged = NULL;
+    CHECK_OK(hft_model_load(base, NULL, &adapted), NULL);
+    CHECK_OK(hft_lora_load(adapted, out_a), NULL);
+    CHECK_OK(hft_model_load(out_m, NULL, &merged), NULL);
+    if (adapted && merged) {
+        hft_ctx *ctx = hft_ctx_new(NULL);
+        int64_t ids[6] = {72, 101, 108, 108, 111, 33};
+        hft_tensor *t = hft_tensor_from_data(HFT_I64, 2, (int64_t[]){1, 6}, ids);
+        hft_batch b = {.input_ids = t};
+        hft_tensor *la = hft_model_logits(ctx, adapted, &b), *lm = hft_model_logits(ctx, merged, &b);
+        double worst = 0, scale = 0;
+        for (int64_t i = 0; la && lm && i < hft_tensor_numel(la); i++) {
+            double x = ((float *)hft_tensor_data(la))[i], y = ((float *)hft_tensor_data(lm))[i];
+            worst = fmax(worst, fabs(x - y)), scale = fmax(scale, fabs(x));
+        }
+        CHECK(la && lm && worst <= 1e-5 * scale, "merged logits differ by %g (scale %g)", worst, scale);
+        hft_tensor_free(t);
+        hft_ctx_free(ctx);
+    }
+    hft_model_free(adapted), hft_model_free(merged);
+    free(out_a), free(out_m), free(out_w), free(base2), free(fa), free(fb), free(a3), free(m3), free(ck3),
+        free(base);
+}
+
 int main(int argc, char **argv) {
     setup();
     static const test_case cases[] = {
@@ -311,6 +396,8 @@ int main(int argc, char **argv) {
         {"another_models_checkpoint_is_refused_and_export_loads",
          another_models_checkpoint_is_refused_and_export_loads},
         {"early_stopping_ends_a_run_that_stops_improving", early_stopping_ends_a_run_that_stops_improving},
+        {"lora_resume_is_bit_identical_and_the_base_is_checked",
+         lora_resume_is_bit_identical_and_the_base_is_checked},
     };
     int rc = test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
     fs_remove_tree(root);

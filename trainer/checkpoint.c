@@ -26,15 +26,22 @@ int64_t checkpoint_step_of(const char *name) {
     return v;
 }
 
-static bool complete(const char *dir) {
-    const char *needed[] = {"model.safetensors", "config.json", "training_state.h5", "trainer_state.json"};
-    for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++) {
-        char *p = fs_join(dir, needed[i]);
+static bool has_all(const char *dir, const char *const *names, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        char *p = fs_join(dir, names[i]);
         bool ok = p && fs_exists(p);
         free(p);
         if (!ok) return false;
     }
     return true;
+}
+
+/* The state files, and the weights: a whole model, or a LoRA adapter (PEFT's two files). */
+static bool complete(const char *dir) {
+    const char *state[] = {"training_state.h5", "trainer_state.json"};
+    const char *model[] = {"model.safetensors", "config.json"};
+    const char *adapter[] = {"adapter_model.safetensors", "adapter_config.json"};
+    return has_all(dir, state, 2) && (has_all(dir, model, 2) || has_all(dir, adapter, 2));
 }
 
 /* The checkpoint steps in output_dir, ascending. */
@@ -105,7 +112,7 @@ static hft_status copy_known_files(const char *from_dir, const char *to_dir, con
 hft_status checkpoint_write_model(const char *dir, hft_model *model, const char *tokenizer_dir,
                                   const char *model_dir) {
     HFT_TRY(fs_mkdir_p(dir));
-    HFT_TRY(hft_model_save(model, dir));
+    HFT_TRY(hft_model_has_adapter(model) ? hft_lora_save(model, dir) : hft_model_save(model, dir));
     if (tokenizer_dir && fs_is_dir(tokenizer_dir))
         HFT_TRY(copy_known_files(tokenizer_dir, dir, tokenizer_files,
                                  sizeof tokenizer_files / sizeof tokenizer_files[0]));

@@ -1,5 +1,6 @@
 /* Checkpoint folders: output_dir/checkpoint-<step>/ as the HF Trainer lays them out — the weights
- * (model.safetensors + config.json, loadable by transformers as they are), the tokenizer files,
+ * (model.safetensors + config.json, loadable by transformers as they are; or, training a LoRA adapter,
+ * adapter_model.safetensors + adapter_config.json, which PEFT loads onto the base), the tokenizer files,
  * training_state.h5, trainer_state.json and the recipe. Each is written whole into a temporary folder,
  * every file fsynced, then renamed into place and the parent fsynced: a crash at any instant leaves the
  * previous checkpoints complete. */
@@ -29,7 +30,7 @@ hft_status checkpoint_write(const char *output_dir, int64_t step, const checkpoi
 /* Deletes the oldest checkpoints beyond `limit`, never the newest or `best` (with limit 1 and a best that
  * is not the newest, both stay). */
 hft_status checkpoint_rotate(const char *output_dir, int64_t limit, const char *best);
-/* Writes the model and tokenizer files alone (the final model, an export). */
+/* Writes the model (or its unmerged adapter) and tokenizer files alone (the final model, an export). */
 hft_status checkpoint_write_model(const char *dir, hft_model *model, const char *tokenizer_dir,
                                   const char *model_dir);
 

@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <cjson/cJSON.h>
 #include <yaml.h>
+
+#include "nn/nn.h"
 
 typedef enum kind {
     K_STR,   /* any string */
@@ -191,7 +194,8 @@ static const key_spec keys[] = {
      "reduce_lr_on_plateau: smallest lr change applied"},
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
-static const char *const sections[] = {"model", "tokenizer", "data", "training", "lr_scheduler_kwargs"};
+static const char *const sections[] = {"model",    "tokenizer",           "data",
+                                       "training", "lr_scheduler_kwargs", "lora"};
 #define N_SECTIONS ((int)(sizeof sections / sizeof sections[0]))
 
 enum { SET_DEFAULT = 0, SET_CLI = -1 };
@@ -409,6 +413,114 @@ static hft_status apply_pair(hft_recipe *r, yaml_document_t *doc, const char *se
     return HFT_OK;
 }
 
+/* ---------------------------------------------------------------- the lora section */
+
+/* A YAML scalar as JSON: plain null, booleans and numbers by their look (as YAML reads them), anything
+ * quoted or else a string. */
+static cJSON *scalar_json(const char *v, bool plain) {
+    bool b;
+    double d;
+    if (!plain) return cJSON_CreateString(v);
+    if (!*v || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
+        strcmp(v, "NULL") == 0)
+        return cJSON_CreateNull();
+    if (parse_bool(v, &b)) return cJSON_CreateBool(b);
+    if (parse_number(v, &d)) return cJSON_CreateNumber(d);
+    return cJSON_CreateString(v);
+}
+
+static cJSON *yaml_json(yaml_document_t *doc, yaml_node_t *n) {
+    if (n->type == YAML_SCALAR_NODE)
+        return scalar_json((const char *)n->data.scalar.value,
+                           n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE);
+    if (n->type == YAML_SEQUENCE_NODE) {
+        cJSON *a = cJSON_CreateArray();
+        for (yaml_node_item_t *i = n->data.sequence.items.start; a && i < n->data.sequence.items.top; i++)
+            cJSON_AddItemToArray(a, yaml_json(doc, yaml_document_get_node(doc, *i)));
+        return a;
+    }
+    cJSON *o = cJSON_CreateObject();
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; o && p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        cJSON_AddItemToObject(o, k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "",
+                              yaml_json(doc, yaml_document_get_node(doc, p->value)));
+    }
+    return o;
+}
+
+/* A command-line value: [a, b] is a list, {...} a JSON object, anything else one scalar. */
+static cJSON *cli_json(const char *v) {
+    size_t n = strlen(v);
+    if (n >= 2 && v[0] == '{') return cJSON_Parse(v);
+    if (n < 2 || v[0] != '[' || v[n - 1] != ']') return scalar_json(v, true);
+    cJSON *a = cJSON_CreateArray();
+    char *copy = strndup(v + 1, n - 2);
+    for (char *save = NULL, *tok = copy ? strtok_r(copy, ",", &save) : NULL; a && tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        while (isspace((unsigned char)*tok)) tok++;
+        char *end = tok + strlen(tok);
+        while (end > tok && isspace((unsigned char)end[-1])) *--end = '\0';
+        cJSON_AddItemToArray(a, scalar_json(tok, true));
+    }
+    free(copy);
+    return a;
+}
+
+/* Sets one lora key; `where` ("recipe.yaml:14" or "command line ...") names it in messages. `export` is
+ * hft's own (what the run's final output is); every other key is a LoraConfig field, checked here. */
+static hft_status lora_set(hft_recipe *r, const char *name, cJSON *value, const char *where) {
+    if (!value) return hft_error(HFT_EINVAL, "%s: lora.%s: cannot read the value", where, name);
+    if (strcmp(name, "export") == 0) {
+        const char *v = cJSON_IsString(value) ? value->valuestring : "";
+        hft_status st = strcmp(v, "adapter") == 0 || strcmp(v, "merged") == 0
+                            ? HFT_OK
+                            : hft_error(HFT_EINVAL, "%s: lora.export: expected adapter or merged", where);
+        char *copy = st == HFT_OK ? strdup(v) : NULL;
+        cJSON_Delete(value);
+        HFT_TRY(st);
+        if (!copy) return hft_error(HFT_ENOMEM, "out of memory");
+        free(r->lora_export);
+        r->lora_export = copy;
+        return HFT_OK;
+    }
+    cJSON *one = cJSON_CreateObject();
+    cJSON_AddItemToObject(one, name, value);
+    char *text = cJSON_PrintUnformatted(one);
+    char source[700];
+    snprintf(source, sizeof source, "%s: lora", where);
+    hft_status st = text ? hft_lora_config_check(text, source) : hft_error(HFT_ENOMEM, "out of memory");
+    free(text);
+    cJSON *all = r->lora_json ? cJSON_Parse(r->lora_json) : cJSON_CreateObject();
+    if (st == HFT_OK && all) {
+        cJSON_DeleteItemFromObjectCaseSensitive(all, name);
+        cJSON_AddItemToObject(all, name, cJSON_DetachItemFromObjectCaseSensitive(one, name));
+        char *joined = cJSON_PrintUnformatted(all);
+        if (joined) {
+            free(r->lora_json);
+            r->lora_json = joined;
+        } else {
+            st = hft_error(HFT_ENOMEM, "out of memory");
+        }
+    }
+    cJSON_Delete(all);
+    cJSON_Delete(one);
+    return st;
+}
+
+static hft_status read_lora(hft_recipe *r, yaml_document_t *doc, yaml_node_t *key, yaml_node_t *section,
+                            const char *path) {
+    r->lora_line = (int)key->start_mark.line + 1;
+    if (!r->lora_json && !(r->lora_json = strdup("{}"))) return hft_error(HFT_ENOMEM, "out of memory");
+    for (yaml_node_pair_t *q = section->data.mapping.pairs.start; q < section->data.mapping.pairs.top; q++) {
+        yaml_node_t *k = yaml_document_get_node(doc, q->key), *v = yaml_document_get_node(doc, q->value);
+        char where[600];
+        snprintf(where, sizeof where, "%s:%zu", path, v->start_mark.line + 1);
+        HFT_TRY(lora_set(r, k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "",
+                         yaml_json(doc, v), where));
+    }
+    return HFT_OK;
+}
+
 static hft_status read_yaml(hft_recipe *r, const char *path) {
     FILE *fp = fopen(path, "rb");
     if (!fp) return hft_error(HFT_EIO, "%s: cannot open: %s", path, strerror(errno));
@@ -439,11 +551,20 @@ static hft_status read_yaml(hft_recipe *r, const char *path) {
             st = apply_pair(r, &doc, NULL, name, vn, path);
             continue;
         }
+        if (strcmp(name, "lora") == 0 && vn->type == YAML_SCALAR_NODE && !*vn->data.scalar.value) {
+            r->lora_line = (int)kn->start_mark.line + 1; /* "lora:" alone: LoRA with PEFT's defaults */
+            if (!r->lora_json && !(r->lora_json = strdup("{}"))) st = hft_error(HFT_ENOMEM, "out of memory");
+            continue;
+        }
         if (vn->type == YAML_SCALAR_NODE && !*vn->data.scalar.value) continue; /* an empty section */
         if (vn->type != YAML_MAPPING_NODE) {
             st = hft_error(HFT_EINVAL, "%s:%zu: section %s: expected key: value lines under it", path,
                            vn->start_mark.line + 1, name);
             break;
+        }
+        if (strcmp(name, "lora") == 0) {
+            st = read_lora(r, &doc, kn, vn, path);
+            continue;
         }
         for (yaml_node_pair_t *q = vn->data.mapping.pairs.start;
              q < vn->data.mapping.pairs.top && st == HFT_OK; q++) {
@@ -483,6 +604,12 @@ static hft_status apply_override(hft_recipe *r, const char *arg) {
     char *dot = strchr(key, '.');
     int idx, matches = 1;
     char hint[96];
+    if (dot && strncmp(key, "lora.", 5) == 0) {
+        char where[160];
+        snprintf(where, sizeof where, "command line %s", arg);
+        if (!r->lora_json && !(r->lora_json = strdup("{}"))) return hft_error(HFT_ENOMEM, "out of memory");
+        return lora_set(r, dot + 1, cli_json(eq + 1), where);
+    }
     if (dot) {
         *dot = '\0';
         idx = key_index(key, dot + 1);
@@ -596,6 +723,8 @@ void hft_recipe_free(hft_recipe *r) {
         if (keys[i].kind == K_STR || keys[i].kind == K_FILE || keys[i].kind == K_ENUM)
             free(*str_at(r, &keys[i]));
     free(r->path);
+    free(r->lora_json);
+    free(r->lora_export);
     free(r);
 }
 
@@ -606,6 +735,7 @@ hft_status hft_recipe_load(const char *path, int n_overrides, char *const *overr
     hft_status st = HFT_OK;
     _Static_assert(N_KEYS <= (int)(sizeof r->lines / sizeof r->lines[0]), "recipe: lines[] too small");
     for (int i = 0; i < N_KEYS && st == HFT_OK; i++) st = set_value(r, &keys[i], keys[i].def, "default");
+    if (st == HFT_OK && !(r->lora_export = strdup("adapter"))) st = hft_error(HFT_ENOMEM, "out of memory");
     if (st == HFT_OK && path) {
         r->path = strdup(path);
         st = read_yaml(r, path);
@@ -666,8 +796,27 @@ static void write_value(const hft_recipe *r, const key_spec *k, FILE *fp) {
     }
 }
 
+/* The lora section as YAML: its settings in JSON's flow style, which YAML reads as they are. */
+static void write_lora(const hft_recipe *r, FILE *fp, const char *indent) {
+    cJSON *o = cJSON_Parse(r->lora_json);
+    for (cJSON *v = o ? o->child : NULL; v; v = v->next) {
+        char *text = cJSON_PrintUnformatted(v);
+        fprintf(fp, "%s%s: %s\n", indent, v->string, text ? text : "null");
+        free(text);
+    }
+    fprintf(fp, "%sexport: %s\n", indent, r->lora_export);
+    cJSON_Delete(o);
+}
+
 void hft_recipe_write(const hft_recipe *r, FILE *fp) {
     for (int s = 0; s < N_SECTIONS; s++) {
+        if (strcmp(sections[s], "lora") == 0) {
+            if (r->lora_json) {
+                fprintf(fp, "lora:\n");
+                write_lora(r, fp, "  ");
+            }
+            continue;
+        }
         fprintf(fp, "%s:\n", sections[s]);
         for (int i = 0; i < N_KEYS; i++) {
             if (strcmp(keys[i].section, sections[s]) != 0) continue;
@@ -685,10 +834,40 @@ void hft_recipe_write_set(const hft_recipe *r, FILE *fp) {
         write_value(r, &keys[i], fp);
         fprintf(fp, "%s\n", r->lines[i] == SET_CLI ? "  (command line)" : "");
     }
+    if (r->lora_json) {
+        fprintf(fp, "  lora:\n");
+        write_lora(r, fp, "    ");
+    }
 }
 
 void hft_recipe_print_help(FILE *fp) {
     for (int s = 0; s < N_SECTIONS; s++) {
+        if (strcmp(sections[s], "lora") == 0) {
+            fprintf(
+                fp,
+                "\nlora:   (present: train a LoRA adapter on the frozen model; PEFT's LoraConfig names)\n");
+            static const char *const lk[][3] = {
+                {"r", "8", "rank of the update"},
+                {"lora_alpha", "8", "scaling numerator: the update is scaled by lora_alpha / r"},
+                {"lora_dropout", "0", "dropout on the LoRA branch's input"},
+                {"target_modules", "(model's)",
+                 "module names, one regex, or all-linear (default: q/v projections)"},
+                {"exclude_modules", "", "module names or one regex to leave out"},
+                {"layers_to_transform", "", "layer indices to adapt (default: all)"},
+                {"layers_pattern", "", "the name before the layer index, e.g. layers or h"},
+                {"rank_pattern", "{}", "per-module r: {regex: r}"},
+                {"alpha_pattern", "{}", "per-module lora_alpha: {regex: alpha}"},
+                {"use_rslora", "false", "scale by lora_alpha / sqrt(r)"},
+                {"bias", "none", "none, lora_only or all: which biases train"},
+                {"modules_to_save", "", "modules trained whole and saved with the adapter (e.g. classifier)"},
+                {"init_lora_weights", "true", "true: B = 0 (starts as the base); false: both random"},
+                {"export", "adapter",
+                 "the run's final output: adapter (PEFT folder) or merged (a plain model)"},
+            };
+            for (size_t i = 0; i < sizeof lk / sizeof lk[0]; i++)
+                fprintf(fp, "  %-30s %-18s %s\n", lk[i][0], lk[i][1], lk[i][2]);
+            continue;
+        }
         fprintf(fp, "\n%s:\n", sections[s]);
         for (int i = 0; i < N_KEYS; i++) {
             const key_spec *k = &keys[i];

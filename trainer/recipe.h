@@ -60,6 +60,10 @@ typedef struct hft_recipe {
     double sk_factor, sk_threshold, sk_eps;
     int64_t sk_timescale, sk_num_stable_steps, sk_num_decay_steps, sk_patience, sk_cooldown;
     char *sk_warmup_type, *sk_decay_type, *sk_mode, *sk_threshold_mode;
+    /* lora: PEFT's LoraConfig fields as a JSON object (NULL: no LoRA, a full fine-tune) */
+    char *lora_json;
+    char *lora_export; /* "adapter" (the run's final output is the adapter) or "merged" (a plain model) */
+    int lora_line;     /* where the lora section starts; 0 when it came from the command line only */
     /* a sample generated at the end of training */
     char *sample_prompt;
     int64_t sample_tokens;

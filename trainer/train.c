@@ -53,6 +53,7 @@ typedef struct trainer {
     int64_t evals_without_improvement;
     bool early_stop;
     hft_collate_options collate;
+    char base_digest[33]; /* training an adapter: the frozen base's digest, checked on resume; else "" */
 } trainer;
 
 static double now(void) {
@@ -63,7 +64,33 @@ static double now(void) {
 
 /* ---------------------------------------------------------------- set-up */
 
-static hft_status load_model(trainer *t) {
+/* The lora section: the base's digest (taken before anything trains), then the adapter on it. */
+static hft_status attach_lora(trainer *t) {
+    const hft_recipe *r = t->r;
+    hft_model_weights_digest(t->model, t->base_digest);
+    char source[600];
+    if (r->lora_line > 0)
+        snprintf(source, sizeof source, "%s:%d: lora", r->path ? r->path : "recipe", r->lora_line);
+    else
+        snprintf(source, sizeof source, "command line: lora");
+    HFT_TRY(hft_lora_attach(t->model, r->lora_json, source, (uint64_t)r->seed));
+    hft_paramset *ps = hft_model_params(t->model);
+    int64_t total = 0;
+    for (int i = 0; i < hft_paramset_count(ps); i++)
+        total += hft_tensor_numel(hft_paramset_get(ps, i)->value);
+    printf("LoRA: %d modules adapted; %lld of %lld parameters train (%.3f%%), the base is frozen\n",
+           hft_lora_module_count(t->model), (long long)hft_paramset_trainable_numel(ps), (long long)total,
+           100.0 * (double)hft_paramset_trainable_numel(ps) / (double)(total ? total : 1));
+    return HFT_OK;
+}
+
+/* A checkpoint's trained weights: the adapter's tensors, or the whole model's. */
+static hft_status load_trained_weights(trainer *t, const char *dir) {
+    return hft_model_has_adapter(t->model) ? hft_lora_load_weights(t->model, dir)
+                                           : hft_model_load_weights(t->model, dir);
+}
+
+static hft_status load_base_model(trainer *t) {
     const hft_recipe *r = t->r;
     hft_load_options o = {.architecture = *r->model_architecture ? r->model_architecture : NULL,
                           .num_labels = r->num_labels,
@@ -83,6 +110,11 @@ static hft_status load_model(trainer *t) {
     hft_status st = hft_model_from_config(text, r->model_config, &o, &t->model);
     free(text);
     return st;
+}
+
+static hft_status load_model(trainer *t) {
+    HFT_TRY(load_base_model(t));
+    return t->r->lora_json ? attach_lora(t) : HFT_OK;
 }
 
 static hft_status load_tokenizer(trainer *t) {
@@ -353,7 +385,16 @@ static hft_status resume(trainer *t) {
                        "%s: the checkpoint was trained with %s, the recipe now says %s; a run resumes "
                        "with the batch shape it started with",
                        dir, s.recipe_fingerprint, rf);
-    if (st == HFT_OK) st = hft_model_load_weights(t->model, dir);
+    if (st == HFT_OK && strcmp(s.base_digest, t->base_digest) != 0)
+        st = hft_error(HFT_EINVAL,
+                       *t->base_digest && *s.base_digest
+                           ? "%s: the checkpoint's adapter was trained on another base model than %s (its "
+                             "weights differ); resume on the base it was trained on"
+                       : *t->base_digest
+                           ? "%s: the checkpoint is a full fine-tune, the recipe (%s) trains a LoRA adapter"
+                           : "%s: the checkpoint holds a LoRA adapter, the recipe (%s) has no lora section",
+                       dir, *r->model_path ? r->model_path : r->model_config);
+    if (st == HFT_OK) st = load_trained_weights(t, dir);
     if (st == HFT_OK) st = train_state_load(state_path, &s, t->opt);
     if (st == HFT_OK) st = logbook_read_state(&t->log, dir);
     if (st == HFT_OK) {
@@ -594,6 +635,7 @@ static hft_status save(trainer *t) {
     hft_schedule_get_state(t->sched, &s.schedule);
     hft_model_fingerprint(t->model, s.model_fingerprint);
     recipe_fingerprint(t, s.recipe_fingerprint, sizeof s.recipe_fingerprint);
+    memcpy(s.base_digest, t->base_digest, sizeof s.base_digest);
     t->log.global_step = t->global_step;
     t->log.num_input_tokens_seen = t->tokens_seen;
     checkpoint_parts parts = {.model = t->model,
@@ -657,13 +699,17 @@ static hft_status finish(trainer *t, double train_loss_mean) {
     if (r->load_best_model_at_end && t->log.has_best && fs_exists(t->log.best_model_checkpoint)) {
         printf("loading the best model (%s %g) from %s\n", t->metric, t->log.best_metric,
                t->log.best_model_checkpoint);
-        HFT_TRY(hft_model_load_weights(t->model, t->log.best_model_checkpoint));
+        HFT_TRY(load_trained_weights(t, t->log.best_model_checkpoint));
+    }
+    if (hft_model_has_adapter(t->model) && strcmp(r->lora_export, "merged") == 0) {
+        HFT_TRY(hft_lora_merge(t->model)); /* lora.export: merged — the run's output is a plain model */
+        printf("merged the LoRA adapter into the weights\n");
     }
     HFT_TRY(checkpoint_write_model(r->output_dir, t->model, t->tokenizer_dir,
                                    *r->model_path ? r->model_path : NULL));
     t->log.global_step = t->global_step;
     HFT_TRY(logbook_write_state(&t->log, r->output_dir));
-    printf("saved the model to %s\n", r->output_dir);
+    printf("saved the %s to %s\n", hft_model_has_adapter(t->model) ? "LoRA adapter" : "model", r->output_dir);
     if (r->sample_tokens > 0)
         return print_sample(t->ctx, t->model, t->tok, r->sample_prompt, r->sample_tokens, t->seed);
     return HFT_OK;

@@ -43,11 +43,11 @@ static hid_t file_access(void) {
 static void scalars_text(const train_state *s, char *buf, size_t size) {
     snprintf(buf, size,
              "%" PRId64 " %.17g %" PRId64 " %" PRId64 " %" PRId64 " %.17g %" PRId64 " %" PRId64 " %" PRId64
-             " %" PRId64 " %.17g %.17g %" PRId64 " %" PRId64 " %" PRId64 " %s %s",
+             " %" PRId64 " %.17g %.17g %" PRId64 " %" PRId64 " %" PRId64 " %s %s %s",
              s->global_step, s->epoch, s->cursor.epoch, s->cursor.offset, s->tokens_seen, s->total_flos,
              s->seed, s->data_seed, s->world_size, s->optimizer_steps, s->schedule.multiplier,
              s->schedule.best, s->schedule.num_bad_epochs, s->schedule.cooldown_counter,
-             s->schedule.last_epoch, s->model_fingerprint, s->recipe_fingerprint);
+             s->schedule.last_epoch, s->model_fingerprint, s->recipe_fingerprint, s->base_digest);
 }
 
 typedef struct attr {
@@ -146,7 +146,8 @@ hft_status train_state_save(const char *path, const train_state *s, hft_optimize
     int version = VERSION;
     bool ok = write_string_attr(f, "format", FORMAT) && write_attr(f, "version", H5T_NATIVE_INT, &version) &&
               write_string_attr(f, "model_fingerprint", s->model_fingerprint) &&
-              write_string_attr(f, "recipe_fingerprint", s->recipe_fingerprint);
+              write_string_attr(f, "recipe_fingerprint", s->recipe_fingerprint) &&
+              write_string_attr(f, "base_digest", s->base_digest);
     for (int i = 0; i < N_ATTRS && ok; i++)
         ok = write_attr(f, attrs[i].name, attrs[i].is_double ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64,
                         (const char *)s + attrs[i].off);
@@ -198,6 +199,7 @@ static hft_status read_scalars(hid_t f, const char *path, train_state *s) {
             return hft_error(HFT_EFORMAT, "%s: the attribute '%s' is missing", path, attrs[i].name);
     read_string_attr(f, "model_fingerprint", s->model_fingerprint, sizeof s->model_fingerprint);
     read_string_attr(f, "recipe_fingerprint", s->recipe_fingerprint, sizeof s->recipe_fingerprint);
+    read_string_attr(f, "base_digest", s->base_digest, sizeof s->base_digest);
     return HFT_OK;
 }
 

@@ -20,6 +20,7 @@ typedef struct train_state {
     hft_schedule_state schedule;
     char model_fingerprint[33];   /* hex of a hash of the architecture and every parameter's name and shape */
     char recipe_fingerprint[128]; /* the recipe values a resume must keep: "batch=8 accum=4 max_length=512" */
+    char base_digest[33]; /* training an adapter: hft_model_weights_digest of the frozen base; else "" */
 } train_state;
 
 hft_status train_state_save(const char *path, const train_state *s, hft_optimizer *opt);

@@ -9,8 +9,17 @@
  * finishes, a checkpoint is saved and HFT_OK is returned with *stopped set). */
 hft_status hft_train(const hft_recipe *r, bool *stopped);
 
+typedef struct hft_export_options {
+    bool merge; /* a LoRA adapter: merge it into its base and write a plain model folder */
+    const char
+        *base; /* a LoRA adapter's base model folder; NULL: adapter_config.json's base_model_name_or_path */
+} hft_export_options;
+
 /* Writes a Hugging Face model folder (config.json, model.safetensors, the tokenizer files) from a
- * checkpoint folder, or from a run's output folder (its newest checkpoint, or its final model). */
-hft_status hft_export(const char *from, const char *out_dir);
+ * checkpoint folder, or from a run's output folder (its newest checkpoint, or its final output). A LoRA
+ * checkpoint gives a PEFT adapter folder (adapter_config.json, adapter_model.safetensors), checked by
+ * loading it onto its base (refused when the base's weights differ from those it trained on), or with
+ * `merge` the merged model. `o` may be NULL. */
+hft_status hft_export(const char *from, const char *out_dir, const hft_export_options *o);
 
 #endif
