@@ -177,6 +177,12 @@ hft_tensor *hft_mean(hft_ctx *ctx, hft_tensor *x, int n_dims, const int *dims, b
 hft_tensor *hft_matmul(hft_ctx *ctx, hft_tensor *a, hft_tensor *b);
 /* x [..., K] Wᵀ + bias, W [N, K] (nn.Linear; pass hft_transpose of a Conv1D weight), bias [N] or NULL. */
 hft_tensor *hft_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *weight, hft_tensor *bias);
+/* LoRA's linear in one op: x Wᵀ + bias + scale · (xd Aᵀ) Bᵀ, with A [r, K] and B [N, r]; xd is the branch's
+ * input (x itself, or x after dropout). One [.., N] output, and only the [M, r] bottleneck saved beside the
+ * inputs, where the ops composed would keep four tensors; backward computes no gradient for a weight that
+ * does not require one (the frozen base). */
+hft_tensor *hft_lora_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *weight, hft_tensor *bias, hft_tensor *xd,
+                            hft_tensor *a, hft_tensor *b, double scale);
 
 /* Over `dim` (negative counts from the end). A row that is all -inf gives NaN, as torch does. */
 hft_tensor *hft_softmax(hft_ctx *ctx, hft_tensor *x, int dim);

@@ -81,14 +81,14 @@ static int64_t prod(int n, const int64_t *s) {
 /* C[b] (+)= op(A[b]) op(B[b]) for the batch; C given as a tensor of shape [batch..., m, n] (any
  * matrix layout) or summed over the batch into one matrix when c_sum is set. */
 static void run_gemm(hft_ctx *ctx, hft_dtype dt, int64_t batch, int64_t m, int64_t n, int64_t k, mat A,
-                     bool ta, mat B, bool tb, mat C, bool c_sum, bool accumulate) {
+                     bool ta, mat B, bool tb, mat C, bool c_sum, bool accumulate, double alpha) {
     hft_gemm_args g = {.trans_a = ta,
                        .trans_b = tb,
                        .trans_c = C.trans,
                        .m = m,
                        .n = n,
                        .k = k,
-                       .alpha = 1.0,
+                       .alpha = alpha,
                        .beta = accumulate ? 1.0 : 0.0,
                        .a = A.data,
                        .lda = A.ld,
@@ -113,7 +113,7 @@ typedef struct matmul_saved {
 /* Writes grad[input] (+)= op(P) op(Q) over the batch, where input has shape [ibatch..., m, n]. Handles a
  * broadcast input (sum over the batch) and a target whose layout GEMM cannot write (a temporary). */
 static void grad_gemm(hft_ctx *ctx, hft_tensor *input, int nb, const int64_t *bshape, int64_t m, int64_t n,
-                      int64_t k, mat P, bool tp, mat Q, bool tq) {
+                      int64_t k, mat P, bool tp, mat Q, bool tq, double alpha) {
     if (!input->requires_grad) return;
     ag_grad g;
     if (!ag_grad_begin(ctx, input, AG_STRIDED, &g)) return;
@@ -123,7 +123,7 @@ static void grad_gemm(hft_ctx *ctx, hft_tensor *input, int nb, const int64_t *bs
     mat C = mat_of(g.dst, nb, bshape);
     bool sum_all = ibatch == 1 && batch > 1;
     if (C.ok && (ibatch == batch || sum_all)) {
-        run_gemm(ctx, input->dtype, batch, m, n, k, P, tp, Q, tq, C, sum_all, g.accumulate);
+        run_gemm(ctx, input->dtype, batch, m, n, k, P, tp, Q, tq, C, sum_all, g.accumulate, alpha);
     } else {
         /* a partly broadcast input, or a target GEMM cannot write: full batch into a temporary, then reduce
          */
@@ -134,7 +134,7 @@ static void grad_gemm(hft_ctx *ctx, hft_tensor *input, int nb, const int64_t *bs
         hft_tensor *tmp = ag_pool_tensor(ctx, input->dtype, nb + 2, shape);
         if (tmp) {
             mat T = mat_of(tmp, nb, bshape);
-            run_gemm(ctx, input->dtype, batch, m, n, k, P, tp, Q, tq, T, false, false);
+            run_gemm(ctx, input->dtype, batch, m, n, k, P, tp, Q, tq, T, false, false, alpha);
             ag_reduce_into(ctx, g.dst, tmp, 1.0, g.accumulate);
             ag_pool_tensor_release(ctx, tmp);
         }
@@ -148,8 +148,8 @@ static void matmul_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
     int64_t m = a->shape[a->ndim - 2], k = a->shape[a->ndim - 1], n = b->shape[b->ndim - 1];
     mat A = mat_of(a, s->nb, s->bshape), B = mat_of(b, s->nb, s->bshape), G = mat_of(gy, s->nb, s->bshape);
     /* dA = dY op(B)ᵀ ; dB = op(A)ᵀ dY */
-    grad_gemm(ctx, a, s->nb, s->bshape, m, k, n, G, false, B, !B.trans);
-    grad_gemm(ctx, b, s->nb, s->bshape, k, n, m, A, !A.trans, G, false);
+    grad_gemm(ctx, a, s->nb, s->bshape, m, k, n, G, false, B, !B.trans, 1.0);
+    grad_gemm(ctx, b, s->nb, s->bshape, k, n, m, A, !A.trans, G, false, 1.0);
 }
 
 hft_tensor *hft_matmul(hft_ctx *ctx, hft_tensor *a, hft_tensor *b) {
@@ -195,7 +195,7 @@ hft_tensor *hft_matmul(hft_ctx *ctx, hft_tensor *a, hft_tensor *b) {
     hft_tensor *y = ag_new(ctx, a->dtype, nb + 2, shape);
     if (!y) return NULL;
     mat Y = mat_of(y, nb, bshape);
-    run_gemm(ctx, a->dtype, prod(nb, bshape), m, n, k, A, A.trans, B, B.trans, Y, false, false);
+    run_gemm(ctx, a->dtype, prod(nb, bshape), m, n, k, A, A.trans, B, B.trans, Y, false, false, 1.0);
     in[0] = a;
     in[1] = b;
     hft_node *node = ag_record(ctx, "matmul", matmul_backward, y, 2, in, sizeof(matmul_saved));
@@ -252,7 +252,8 @@ static void linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
                 if (!tmp) return;
                 rows_of(tmp, &D);
             }
-            run_gemm(ctx, x->dtype, 1, M, K, N, G, false, W, W.trans, D, false, tmp ? false : g.accumulate);
+            run_gemm(ctx, x->dtype, 1, M, K, N, G, false, W, W.trans, D, false, tmp ? false : g.accumulate,
+                     1.0);
             if (tmp) {
                 ag_copy_into(ctx, g.dst, tmp, g.accumulate);
                 ag_pool_tensor_release(ctx, tmp);
@@ -261,7 +262,7 @@ static void linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
         }
     }
     if (w->requires_grad) /* dW [N, K] = dYᵀ [N, M] X [M, K] */
-        grad_gemm(ctx, w, 0, NULL, N, K, M, G, true, X, false);
+        grad_gemm(ctx, w, 0, NULL, N, K, M, G, true, X, false, 1.0);
     if (bias && bias->requires_grad) { /* db [N] = Σ_rows dY */
         hft_tensor gflat = *gy;
         gflat.ndim = 2;
@@ -307,9 +308,153 @@ hft_tensor *hft_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *w, hft_tensor *b
     if (bias) ag_copy_into(ctx, y, bias, false); /* y starts as the bias rows; the GEMM adds x Wᵀ */
     mat Y;
     rows_of(y, &Y);
-    run_gemm(ctx, x->dtype, 1, M, N, K, X, false, W, !W.trans, Y, false, bias != NULL);
+    run_gemm(ctx, x->dtype, 1, M, N, K, X, false, W, !W.trans, Y, false, bias != NULL, 1.0);
     in[0] = x;
     in[1] = w;
     ag_record(ctx, "linear", linear_backward, y, bias ? 3 : 2, in, 0);
+    return y;
+}
+
+/* ---------------------------------------------------------------- LoRA's linear */
+
+typedef struct lora_saved {
+    hft_tensor *u; /* scale · xd Aᵀ, [M, r] */
+    double scale;
+    bool has_bias;
+} lora_saved;
+
+/* dst (+)= dY W + scale · dU A, the gradient of an input that feeds the base (with_base) and/or the
+ * branch (with_branch). */
+static void lora_input_grad(hft_ctx *ctx, hft_tensor *input, mat G, mat W, bool with_base, mat DU, mat A,
+                            bool with_branch, int64_t M, int64_t K, int64_t N, int64_t r, double scale) {
+    ag_grad g;
+    if (!ag_grad_begin(ctx, input, AG_STRIDED, &g)) return;
+    mat D;
+    hft_tensor *tmp = NULL;
+    if (!rows_of(g.dst, &D)) {
+        tmp = ag_pool_tensor(ctx, input->dtype, input->ndim, input->shape);
+        if (!tmp) return;
+        rows_of(tmp, &D);
+    }
+    bool acc = tmp ? false : g.accumulate;
+    if (with_base) {
+        run_gemm(ctx, input->dtype, 1, M, K, N, G, false, W, W.trans, D, false, acc, 1.0);
+        acc = true;
+    }
+    if (with_branch) run_gemm(ctx, input->dtype, 1, M, K, r, DU, false, A, A.trans, D, false, acc, scale);
+    if (tmp) {
+        ag_copy_into(ctx, g.dst, tmp, g.accumulate);
+        ag_pool_tensor_release(ctx, tmp);
+    }
+    ag_grad_end(ctx, &g);
+}
+
+static void lora_linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
+    const lora_saved *s = node->saved;
+    hft_tensor *x = node->in[0], *w = node->in[1], *xd = node->in[2], *a = node->in[3], *b = node->in[4];
+    hft_tensor *bias = s->has_bias ? node->in[5] : NULL;
+    int64_t K = x->shape[x->ndim - 1], N = w->shape[0], r = a->shape[0],
+            M = hft_tensor_numel(x) / (K ? K : 1);
+    mat G, XD, U, W = mat_of(w, 0, NULL), A = mat_of(a, 0, NULL), B = mat_of(b, 0, NULL);
+    rows_of(gy, &G);
+    rows_of(xd, &XD);
+    rows_of(s->u, &U);
+    /* dB [N, r] = dYᵀ U */
+    if (b->requires_grad) grad_gemm(ctx, b, 0, NULL, N, r, M, G, true, U, false, 1.0);
+    bool same = xd == x;
+    if (a->requires_grad || xd->requires_grad) {
+        /* dU [M, r] = dY B: the branch's gradient at its bottleneck */
+        hft_tensor *du = ag_pool_tensor(ctx, x->dtype, 2, (int64_t[]){M, r});
+        if (!du) return;
+        mat DU;
+        rows_of(du, &DU);
+        run_gemm(ctx, x->dtype, 1, M, r, N, G, false, B, B.trans, DU, false, false, 1.0);
+        /* dA [r, K] = scale · dUᵀ XD */
+        if (a->requires_grad) grad_gemm(ctx, a, 0, NULL, r, K, M, DU, true, XD, false, s->scale);
+        if (same && x->requires_grad)
+            lora_input_grad(ctx, x, G, W, true, DU, A, true, M, K, N, r, s->scale);
+        else if (xd->requires_grad)
+            lora_input_grad(ctx, xd, G, W, false, DU, A, true, M, K, N, r, s->scale);
+        ag_pool_tensor_release(ctx, du);
+    }
+    if (!same && x->requires_grad) {
+        mat none = {0};
+        lora_input_grad(ctx, x, G, W, true, none, A, false, M, K, N, r, s->scale);
+    }
+    if (w->requires_grad) { /* a base weight that trains (not LoRA's use, but correct): dW = dYᵀ X */
+        mat X;
+        rows_of(x, &X);
+        grad_gemm(ctx, w, 0, NULL, N, K, M, G, true, X, false, 1.0);
+    }
+    if (bias && bias->requires_grad) {
+        hft_tensor gflat = *gy;
+        gflat.ndim = 2;
+        gflat.shape[0] = M;
+        gflat.shape[1] = N;
+        gflat.stride[0] = G.ld;
+        gflat.stride[1] = 1;
+        ag_grad_from_broadcast(ctx, bias, &gflat);
+    }
+}
+
+hft_tensor *hft_lora_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *w, hft_tensor *bias, hft_tensor *xd,
+                            hft_tensor *a, hft_tensor *b, double scale) {
+    hft_tensor *in[6] = {x, w, xd, a, b, bias};
+    int n_in = bias ? 6 : 5;
+    if (!ag_check(ctx, "lora_linear", n_in, in) || !ag_check_float(ctx, "lora_linear", x, "input"))
+        return NULL;
+    for (int i = 1; i < n_in; i++)
+        if (!ag_check_same_dtype(ctx, "lora_linear", x, in[i])) return NULL;
+    char bx[128], bw[128], ba[128], bb[128];
+    int64_t K = x->shape[x->ndim - 1], N = w->ndim == 2 ? w->shape[0] : -1,
+            r = a->ndim == 2 ? a->shape[0] : -1;
+    bool same_shape = xd->ndim == x->ndim;
+    for (int d = 0; same_shape && d < x->ndim; d++) same_shape = xd->shape[d] == x->shape[d];
+    if (w->ndim != 2 || w->shape[1] != K || a->ndim != 2 || a->shape[1] != K || b->ndim != 2 ||
+        b->shape[0] != N || b->shape[1] != r || !same_shape ||
+        (bias && (bias->ndim != 1 || bias->shape[0] != N)))
+        return ag_fail(ctx, HFT_EINVAL,
+                       "lora_linear: input %s, weight %s, A %s, B %s do not fit (expected [..., K], [N, K], "
+                       "[r, K], [N, r], and the branch input shaped as the input)",
+                       hft_tensor_describe(x, bx, sizeof bx), hft_tensor_describe(w, bw, sizeof bw),
+                       hft_tensor_describe(a, ba, sizeof ba), hft_tensor_describe(b, bb, sizeof bb));
+    mat X, XD, W = mat_of(w, 0, NULL), A = mat_of(a, 0, NULL), B = mat_of(b, 0, NULL);
+    bool same = xd == x;
+    if (!rows_of(x, &X)) {
+        x = hft_contiguous(ctx, x);
+        if (!x) return NULL;
+        rows_of(x, &X);
+    }
+    if (same)
+        xd = x;
+    else if (!rows_of(xd, &XD)) {
+        xd = hft_contiguous(ctx, xd);
+        if (!xd) return NULL;
+    }
+    rows_of(xd, &XD);
+    if (!W.ok || !A.ok || !B.ok) {
+        if (!W.ok && !(w = hft_contiguous(ctx, w))) return NULL;
+        if (!A.ok && !(a = hft_contiguous(ctx, a))) return NULL;
+        if (!B.ok && !(b = hft_contiguous(ctx, b))) return NULL;
+        W = mat_of(w, 0, NULL), A = mat_of(a, 0, NULL), B = mat_of(b, 0, NULL);
+    }
+    int64_t M = hft_tensor_numel(x) / (K ? K : 1);
+    int64_t shape[HFT_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    shape[x->ndim - 1] = N;
+    hft_tensor *y = ag_new(ctx, x->dtype, x->ndim, shape);
+    hft_tensor *u = ag_new(ctx, x->dtype, 2, (int64_t[]){M, r});
+    if (!y || !u) return NULL;
+    mat Y, U;
+    rows_of(y, &Y);
+    rows_of(u, &U);
+    /* U = scale · XD Aᵀ ; Y = bias + X Wᵀ + U Bᵀ — one [M, N] output */
+    run_gemm(ctx, x->dtype, 1, M, r, K, XD, false, A, !A.trans, U, false, false, scale);
+    if (bias) ag_copy_into(ctx, y, bias, false);
+    run_gemm(ctx, x->dtype, 1, M, N, K, X, false, W, !W.trans, Y, false, bias != NULL, 1.0);
+    run_gemm(ctx, x->dtype, 1, M, N, r, U, false, B, !B.trans, Y, false, true, 1.0);
+    in[0] = x, in[1] = w, in[2] = xd, in[3] = a, in[4] = b;
+    hft_node *node = ag_record(ctx, "lora_linear", lora_linear_backward, y, n_in, in, sizeof(lora_saved));
+    if (node) *(lora_saved *)node->saved = (lora_saved){.u = u, .scale = scale, .has_bias = bias != NULL};
     return y;
 }

@@ -39,7 +39,7 @@ size_t bench_peak_rss_bytes(void) {
     return (size_t)u.ru_maxrss * 1024;
 }
 
-double bench_run_peer(const char *script, const char *args, int threads) {
+int bench_run_peer_values(const char *script, const char *args, int threads, double *values, int n) {
     const char *py = getenv("HFT_PYTHON");
     if (!py || !*py)
         py = access("/root/hft-ref/bin/python", X_OK) == 0 ? "/root/hft-ref/bin/python" : "python3";
@@ -52,16 +52,25 @@ double bench_run_peer(const char *script, const char *args, int threads) {
         return -1;
     }
     char line[1024];
-    double result = -1;
+    int got = -1;
     char last[1024] = "";
     while (fgets(line, sizeof line, p)) {
-        if (strncmp(line, "result ", 7) == 0)
-            result = atof(line + 7);
-        else if (strncmp(line, "skip ", 5) == 0 || strncmp(line, "peer ", 5) == 0)
+        if (strncmp(line, "result ", 7) == 0) {
+            char *q = line + 7, *end;
+            for (got = 0; got < n; got++, q = end) {
+                values[got] = strtod(q, &end);
+                if (end == q) break;
+            }
+        } else if (strncmp(line, "skip ", 5) == 0 || strncmp(line, "peer ", 5) == 0)
             printf("  %s", line);
         snprintf(last, sizeof last, "%s", line);
     }
     int rc = pclose(p);
-    if (result < 0) printf("  peer %s skipped (exit %d): %s", script, rc, last[0] ? last : "no output\n");
-    return result;
+    if (got <= 0) printf("  peer %s skipped (exit %d): %s", script, rc, last[0] ? last : "no output\n");
+    return got;
+}
+
+double bench_run_peer(const char *script, const char *args, int threads) {
+    double v = -1;
+    return bench_run_peer_values(script, args, threads, &v, 1) > 0 ? v : -1;
 }

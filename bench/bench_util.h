@@ -14,5 +14,8 @@ size_t bench_peak_rss_bytes(void);
  * and the given arguments, with OMP_NUM_THREADS set to `threads`; returns the number it prints on its last
  * line starting with "result ", or a negative value (and prints why) when no peer could run. */
 double bench_run_peer(const char *script, const char *args, int threads);
+/* The same for a peer printing several numbers on its "result " line: fills up to n of them and returns how
+ * many it read (<= 0 when no peer ran). */
+int bench_run_peer_values(const char *script, const char *args, int threads, double *values, int n);
 
 #endif

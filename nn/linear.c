@@ -55,11 +55,8 @@ hft_tensor *nn_linear_forward(hft_ctx *ctx, const nn_linear *lin, hft_tensor *x,
     /* Conv1D computes x W + b with W [in, out]: linear takes [out, in], so it gets the transposed view (no
      * copy; the weight gradient is written transposed) */
     hft_tensor *w = lin->conv1d ? hft_transpose(ctx, lin->weight, 0, 1) : lin->weight;
-    hft_tensor *y = hft_linear(ctx, x, w, lin->bias);
     const nn_lora *l = &lin->lora;
-    if (!l->a) return y;
+    if (!l->a) return hft_linear(ctx, x, w, lin->bias);
     hft_tensor *xd = train && l->dropout > 0 ? hft_dropout(ctx, x, l->dropout, l->site) : x;
-    /* scaling · B(A x) computed as B(scaling · A x): the scale touches r values per row, not out */
-    hft_tensor *ax = hft_linear(ctx, xd, l->a, NULL);
-    return hft_add(ctx, y, hft_linear(ctx, hft_scale(ctx, ax, l->scaling), l->b, NULL));
+    return hft_lora_linear(ctx, x, w, lin->bias, xd, l->a, l->b, l->scaling);
 }

@@ -331,6 +331,17 @@ hft_status nn_lora_attach(hft_model *m, const cJSON *given, const char *source, 
     return hft_paramset_finalize(m->params, NN_BUCKET_BYTES);
 }
 
+hft_status hft_lora_config_check(const char *config_json, const char *source) {
+    const char *src = source ? source : "LoRA config";
+    cJSON *given = cJSON_Parse(config_json ? config_json : "{}");
+    if (!given) return hft_error(HFT_EFORMAT, "%s: not valid JSON", src);
+    lora_config c;
+    hft_status st = lora_config_parse(given, src, true, &c);
+    lora_config_free(&c);
+    cJSON_Delete(given);
+    return st;
+}
+
 hft_status hft_lora_attach(hft_model *m, const char *config_json, const char *source, uint64_t seed) {
     const char *src = source ? source : "LoRA config";
     cJSON *given = cJSON_Parse(config_json ? config_json : "{}");

@@ -143,6 +143,9 @@ const char *hft_model_initialized(const hft_model *m, int i);
  * "<module>.lora_A.weight" and "<module>.lora_B.weight" (module: the linear's path, e.g.
  * "model.layers.0.self_attn.q_proj"). A failure before the model changes leaves it as it was. */
 hft_status hft_lora_attach(hft_model *m, const char *config_json, const char *source, uint64_t seed);
+/* Checks LoRA settings (the JSON of hft_lora_attach) without a model: types, ranges and unknown keys,
+ * with messages naming `source` and the key. */
+hft_status hft_lora_config_check(const char *config_json, const char *source);
 /* Attaches the adapter of a folder PEFT (or hft) wrote — adapter_config.json, adapter_model.safetensors —
  * and loads its tensors: every tensor the adapter trains must be in the file, with its shape. */
 hft_status hft_lora_load(hft_model *m, const char *dir);

@@ -157,6 +157,29 @@ TEST(linear_with_bias_and_conv1d_layout) {
     free_all(2, nb);
 }
 
+/* LoRA's fused linear: inputs x, W, A, B, bias; mode bit 0: W seen transposed (Conv1D), bit 1: the branch
+ * reads x through a scale (a stand-in for dropout: a different tensor than x), bit 2: no bias. */
+static hft_tensor *f_lora_linear(hft_ctx *ctx, hft_tensor **in, void *user) {
+    int mode = *(int *)user;
+    hft_tensor *w = mode & 1 ? hft_transpose(ctx, in[1], 0, 1) : in[1];
+    hft_tensor *xd = mode & 2 ? hft_scale(ctx, in[0], 1.7) : in[0];
+    return hft_lora_linear(ctx, in[0], w, mode & 4 ? NULL : in[4], xd, in[2], in[3], 0.75);
+}
+
+TEST(lora_linear_every_input) {
+    for (int mode = 0; mode < 8; mode++) {
+        int64_t ws[2] = {5, 4};
+        if (mode & 1) ws[0] = 4, ws[1] = 5;
+        hft_tensor *in[5] = {input(3, (int64_t[]){2, 3, 4}, -1, 1), input(2, ws, -1, 1),
+                             input(2, (int64_t[]){2, 4}, -1, 1), input(2, (int64_t[]){5, 2}, -1, 1),
+                             mode & 4 ? NULL : input(1, (int64_t[]){5}, -1, 1)};
+        char name[64];
+        snprintf(name, sizeof name, "lora_linear mode %d", mode);
+        gradcheck(name, f_lora_linear, 5, in, &mode);
+        free_all(mode & 4 ? 4 : 5, in);
+    }
+}
+
 /* ---------------------------------------------------------------- views and copies */
 
 static hft_tensor *f_views(hft_ctx *ctx, hft_tensor **in, void *user) {
@@ -187,6 +210,7 @@ int main(int argc, char **argv) {
         {"sum_and_mean_over_dims", sum_and_mean_over_dims},
         {"matmul_batched_transposed_broadcast", matmul_batched_transposed_broadcast},
         {"linear_with_bias_and_conv1d_layout", linear_with_bias_and_conv1d_layout},
+        {"lora_linear_every_input", lora_linear_every_input},
         {"views_concat_and_copies", views_concat_and_copies},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
