@@ -45,6 +45,7 @@ typedef struct hft_tensor {
     hft_ctx *ctx;            /* the context whose arena holds this tensor; NULL for heap tensors */
     uint32_t gen;            /* the arena generation it was made in */
     uint32_t version;        /* bumped by whoever updates the values in place (optimizer step) */
+    int32_t pending_reads;   /* parameters, during a backward: tape nodes yet to run that read it */
     const char *name;
 } hft_tensor;
 
@@ -72,6 +73,13 @@ bool hft_grad_enabled(const hft_ctx *ctx);
 /* The random stream of the current micro-batch (see hft_rng_key); sample0 is the global index of the
  * first sample in the local batch. */
 void hft_ctx_set_rng(hft_ctx *ctx, uint64_t seed, uint32_t step, uint16_t micro_step, int64_t sample0);
+/* Called during a backward for each parameter (a leaf tensor of a parameter set that requires grad) once
+ * the last tape node that can write its gradient has run: from then on its gradient is final for this
+ * backward, and data-parallel training can start reducing it while backward goes on. Parameters read
+ * inside hft_checkpoint count as read by the checkpoint's node. A parameter that no node reads is not
+ * reported. NULL turns it off. */
+typedef void (*hft_param_ready_fn)(hft_tensor *param, void *user);
+void hft_ctx_on_param_ready(hft_ctx *ctx, hft_param_ready_fn fn, void *user);
 
 typedef struct hft_memory_stats {
     size_t arena_used, arena_peak, arena_reserved;

@@ -30,6 +30,8 @@ hft_node *ag_record_node(hft_ctx *ctx, const char *op, ag_backward_fn backward, 
     node->in = (hft_tensor **)(node + 1);
     for (int i = 0; i < n_in; i++) node->in[i] = in[i];
     node->saved = NULL;
+    node->params = NULL;
+    node->n_params = 0;
     if (saved_bytes) {
         node->saved = ag_alloc(ctx, saved_bytes);
         if (!node->saved) return NULL;
@@ -161,7 +163,35 @@ hft_status hft_backward(hft_ctx *ctx, hft_tensor *root, const hft_tensor *grad) 
     return ctx->status;
 }
 
+static bool is_trainable_param(const hft_tensor *t) {
+    return t && (t->flags & HFT_TENSOR_PARAM) && t->requires_grad;
+}
+
+/* Sets each trainable parameter's pending_reads to the number of reads by the nodes from `first` back. */
+static void count_param_reads(hft_node *first) {
+    for (int pass = 0; pass < 2; pass++)
+        for (hft_node *node = first; node; node = node->prev) {
+            for (int i = 0; i < node->n_in + node->n_params; i++) {
+                hft_tensor *t = i < node->n_in ? node->in[i] : node->params[i - node->n_in];
+                hft_tensor *p = t ? base_of(t) : NULL;
+                if (is_trainable_param(p)) p->pending_reads = pass ? p->pending_reads + 1 : 0;
+            }
+        }
+}
+
+/* After a node has run (or been passed over): parameters it was the last reader of are final. */
+static void release_param_reads(hft_ctx *ctx, hft_node *node) {
+    for (int i = 0; i < node->n_in + node->n_params; i++) {
+        hft_tensor *t = i < node->n_in ? node->in[i] : node->params[i - node->n_in];
+        hft_tensor *p = t ? base_of(t) : NULL;
+        if (is_trainable_param(p) && --p->pending_reads == 0) ctx->param_ready(p, ctx->param_ready_user);
+    }
+}
+
 void ag_run_backward(hft_ctx *ctx, hft_tensor *root, const hft_tensor *grad) {
+    bool notify = ctx->param_ready && ctx->backward_depth == 0;
+    if (notify) count_param_reads(base_of(root)->grad_fn);
+    ctx->backward_depth++;
     ag_grad seed;
     if (ag_grad_begin(ctx, root, AG_STRIDED, &seed)) {
         if (grad) {
@@ -175,12 +205,15 @@ void ag_run_backward(hft_ctx *ctx, hft_tensor *root, const hft_tensor *grad) {
     }
     for (hft_node *node = base_of(root)->grad_fn; node && ctx->status == HFT_OK; node = node->prev) {
         hft_tensor *out = node->out;
-        if (!out->grad) continue;
-        node->backward(ctx, node, out->grad);
-        if (!(out->flags & HFT_TENSOR_RETAIN_GRAD)) {
-            ag_pool_tensor_release(ctx, out->grad);
-            out->grad = NULL;
-            out->flags &= ~(uint32_t)HFT_TENSOR_GRAD_SET;
+        if (out->grad) {
+            node->backward(ctx, node, out->grad);
+            if (!(out->flags & HFT_TENSOR_RETAIN_GRAD)) {
+                ag_pool_tensor_release(ctx, out->grad);
+                out->grad = NULL;
+                out->flags &= ~(uint32_t)HFT_TENSOR_GRAD_SET;
+            }
         }
+        if (notify && ctx->status == HFT_OK) release_param_reads(ctx, node);
     }
+    ctx->backward_depth--;
 }

@@ -100,7 +100,12 @@ hft_tensor *hft_checkpoint(hft_ctx *ctx, hft_checkpoint_fn fn, void *user, int n
     if (n_in > 16) return ag_fail(ctx, HFT_EINVAL, "checkpoint: at most 16 inputs, got %d", n_in);
     hft_arena_mark mark = hft_ctx_mark(ctx);
     hft_set_grad_enabled(ctx, false);
+    bool outer_collecting = ctx->collecting; /* the parameters fn reads, for hft_ctx_on_param_ready */
+    int first_collected = outer_collecting ? ctx->n_collected : 0;
+    ctx->collecting = true;
+    ctx->n_collected = first_collected;
     hft_tensor *y = fn(ctx, inputs, user);
+    ctx->collecting = outer_collecting;
     hft_set_grad_enabled(ctx, true);
     if (!y) return NULL;
     hft_tensor like = *y; /* y's header is released with the scope */
@@ -113,6 +118,14 @@ hft_tensor *hft_checkpoint(hft_ctx *ctx, hft_checkpoint_fn fn, void *user, int n
     if (!out) return NULL;
     hft_node *node =
         ag_record_node(ctx, "checkpoint", checkpoint_backward, out, n_in, inputs, sizeof(ckpt_saved));
-    if (node) *(ckpt_saved *)node->saved = (ckpt_saved){fn, user};
+    if (node) {
+        *(ckpt_saved *)node->saved = (ckpt_saved){fn, user};
+        int n_params = ctx->n_collected - first_collected;
+        node->params = n_params ? ag_alloc(ctx, (size_t)n_params * sizeof *node->params) : NULL;
+        if (n_params && !node->params) return NULL;
+        if (n_params) memcpy(node->params, ctx->collected + first_collected, (size_t)n_params * sizeof *node->params);
+        node->n_params = n_params;
+    }
+    if (!outer_collecting) ctx->n_collected = 0;
     return out;
 }

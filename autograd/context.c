@@ -49,7 +49,33 @@ void hft_ctx_free(hft_ctx *ctx) {
     bump_free(&ctx->headers[0]);
     bump_free(&ctx->headers[1]);
     pool_free_all(ctx->grads);
+    free(ctx->collected);
     free(ctx);
+}
+
+void hft_ctx_on_param_ready(hft_ctx *ctx, hft_param_ready_fn fn, void *user) {
+    ctx->param_ready = fn;
+    ctx->param_ready_user = user;
+}
+
+/* Inside a checkpointed forward: remembers each trainable parameter read, once. */
+static void collect_param(hft_ctx *ctx, hft_tensor *t) {
+    hft_tensor *p = t->base ? t->base : t;
+    if (!(p->flags & HFT_TENSOR_PARAM) || !p->requires_grad) return;
+    for (int i = ctx->n_collected - 1; i >= 0; i--)
+        if (ctx->collected[i] == p) return;
+    if (ctx->n_collected == ctx->cap_collected) {
+        int cap = ctx->cap_collected ? 2 * ctx->cap_collected : 64;
+        hft_tensor **grown = realloc(ctx->collected, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            ag_fail(ctx, HFT_ENOMEM, "checkpoint: out of memory");
+            return;
+        }
+        ctx->collected = grown;
+        ctx->cap_collected = cap;
+        ctx->heap_allocations++;
+    }
+    ctx->collected[ctx->n_collected++] = p;
 }
 
 void hft_ctx_reset(hft_ctx *ctx) {
@@ -175,6 +201,7 @@ bool ag_check(hft_ctx *ctx, const char *op, int n, hft_tensor *const *inputs) {
                     (int)t->device.type, t->device.index, (int)ctx->device.type, ctx->device.index);
             return false;
         }
+        if (ctx->collecting) collect_param(ctx, inputs[i]);
     }
     return true;
 }

@@ -78,6 +78,14 @@ struct hft_ctx {
     uint16_t rng_micro;
     int64_t rng_sample0;
     size_t heap_allocations;
+    /* parameter-ready notification during a top-level backward (hft_ctx_on_param_ready) */
+    hft_param_ready_fn param_ready;
+    void *param_ready_user;
+    int backward_depth;
+    /* parameters read by a checkpointed function's forward (their gradients come from its node) */
+    bool collecting;
+    hft_tensor **collected;
+    int n_collected, cap_collected;
 };
 
 /* ---------------------------------------------------------------- tape */
@@ -92,6 +100,8 @@ struct hft_node {
     hft_tensor **in;
     void *saved; /* op-specific, in the arena */
     hft_node *prev;
+    hft_tensor **params; /* parameters whose gradients the backward writes besides its inputs' (checkpoint) */
+    int n_params;
 };
 
 /* ---------------------------------------------------------------- helpers for ops */

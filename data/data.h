@@ -172,6 +172,9 @@ int64_t hft_sampler_batches_per_epoch(const hft_sampler *s);
  * epoch, after which the cursor moves to the next epoch). */
 int64_t hft_sampler_next(hft_sampler *s, int64_t *indices);
 hft_cursor hft_sampler_cursor(const hft_sampler *s);
+/* The global sample index (epoch × dataset size + position in the epoch's order) of the first example the
+ * last hft_sampler_next gave this rank: what keys the dropout of its examples, at any world size. */
+int64_t hft_sampler_last_position(const hft_sampler *s);
 hft_status hft_sampler_seek(hft_sampler *s, hft_cursor c);
 
 #ifdef __cplusplus

@@ -15,6 +15,7 @@ struct hft_sampler {
     hft_cursor cur;
     int64_t *perm; /* the permutation of perm_epoch; NULL when not shuffled */
     int64_t perm_epoch;
+    int64_t last_position; /* where in its epoch's order this rank's slice of the last batch starts */
 };
 
 /* A uniform integer in [0, bound): Lemire's multiply-shift with rejection, so exact; every draw consumes
@@ -115,11 +116,16 @@ int64_t hft_sampler_next(hft_sampler *s, int64_t *indices) {
         count = base + (r < extra);
     }
     int64_t k = 0;
+    s->last_position = s->cur.epoch * n + s->cur.offset + start;
     for (; k < count; k++) indices[k] = at(s, s->cur.offset + start + k);
     if (count == 0) /* fewer examples than ranks: a rank without one repeats one from the epoch's start */
         indices[k++] = at(s, (r - m) % n);
     s->cur.offset += m;
     return k;
+}
+
+int64_t hft_sampler_last_position(const hft_sampler *s) {
+    return s->last_position;
 }
 
 hft_cursor hft_sampler_cursor(const hft_sampler *s) {

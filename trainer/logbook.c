@@ -34,9 +34,10 @@ double log_entry_get(const log_entry *e, const char *name, double missing) {
     return missing;
 }
 
-hft_status logbook_init(logbook *lb, const char *output_dir) {
+hft_status logbook_init(logbook *lb, const char *output_dir, bool writes) {
     memset(lb, 0, sizeof *lb);
-    HFT_TRY(fs_mkdir_p(output_dir));
+    lb->writes = writes;
+    if (writes) HFT_TRY(fs_mkdir_p(output_dir));
     lb->output_dir = strdup(output_dir);
     if (!lb->output_dir) return hft_error(HFT_ENOMEM, "out of memory");
     lb->tty = isatty(STDOUT_FILENO);
@@ -175,6 +176,7 @@ hft_status logbook_add(logbook *lb, const log_entry *e) {
         lb->cap_history = cap;
     }
     lb->history[lb->n_history++] = *e;
+    if (!lb->writes) return HFT_OK;
     HFT_TRY(write_metrics(lb));
     return write_svg(lb);
 }

@@ -36,9 +36,11 @@ typedef struct logbook {
     bool tty;
     double started;
     int64_t progress_last_len;
+    bool writes;
 } logbook;
 
-hft_status logbook_init(logbook *lb, const char *output_dir);
+/* writes: false on ranks other than 0, which keep the history but write no file */
+hft_status logbook_init(logbook *lb, const char *output_dir, bool writes);
 void logbook_free(logbook *lb);
 /* Appends an entry to the history and a line to output_dir/metrics.jsonl, and rewrites the SVG curve. */
 hft_status logbook_add(logbook *lb, const log_entry *e);

@@ -55,6 +55,7 @@ typedef struct hft_recipe {
     char *resume_from_checkpoint; /* "": no; "true": the newest in output_dir; else a checkpoint folder */
     bool bf16, fp16;
     int64_t threads; /* 0: OMP_NUM_THREADS or all cores */
+    double ddp_timeout; /* seconds a collective waits for the other ranks */
     /* lr_scheduler_kwargs (transformers' scheduler_specific_kwargs); NaN / INT64_MIN / "" when not given */
     double sk_num_cycles, sk_power, sk_lr_end, sk_min_lr, sk_min_lr_rate, sk_warmup_lr_rate, sk_min_lr_ratio;
     double sk_factor, sk_threshold, sk_eps;

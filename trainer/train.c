@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "data/data.h"
+#include "distributed/dist.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
 #include "trainer/checkpoint.h"
@@ -54,6 +55,14 @@ typedef struct trainer {
     bool early_stop;
     hft_collate_options collate;
     char base_digest[33]; /* training an adapter: the frozen base's digest, checked on resume; else "" */
+    /* data parallel: every rank runs this loop on its slice of each global batch; only rank 0 writes */
+    hft_dist *dist;
+    int rank, world;
+    bool main; /* rank 0: logs, metrics, checkpoints, exports */
+    hft_comm *comm;
+    hft_grad_sync *sync;
+    int64_t *positions; /* per micro-batch of the window: the global sample index of this rank's slice */
+    struct block_arg *blocks; /* gradient checkpointing: each block's arguments, alive until backward */
 } trainer;
 
 static double now(void) {
@@ -304,16 +313,22 @@ static hft_status setup(trainer *t) {
     t->accum = r->gradient_accumulation_steps;
     hft_sampler_options so = {.dataset_size = hft_dataset_size(t->train),
                               .batch_size = t->batch_size,
-                              .rank = 0,
-                              .world_size = 1,
+                              .rank = t->rank,
+                              .world_size = t->world,
                               .seed = t->data_seed,
                               .shuffle = true,
                               .drop_last = r->dataloader_drop_last};
+    if (hft_dataset_size(t->train) < t->world)
+        return hft_error(HFT_EINVAL,
+                         "%s: %lld examples for %d processes; every process needs at least one example (use "
+                         "fewer ranks)",
+                         r->train_file, (long long)hft_dataset_size(t->train), t->world);
     HFT_TRY(hft_sampler_new(&so, &t->sampler));
     t->batches_per_epoch = hft_sampler_batches_per_epoch(t->sampler);
     if (t->batches_per_epoch == 0)
         return hft_error(HFT_EINVAL, "%s: %lld examples make no batch of %lld with dataloader_drop_last",
-                         r->train_file, (long long)hft_dataset_size(t->train), (long long)t->batch_size);
+                         r->train_file, (long long)hft_dataset_size(t->train),
+                         (long long)(t->batch_size * t->world));
     t->steps_per_epoch = (t->batches_per_epoch + t->accum - 1) / t->accum;
     t->total_steps =
         r->max_steps > 0 ? r->max_steps : (int64_t)ceil(r->num_train_epochs * (double)t->steps_per_epoch);
@@ -328,7 +343,8 @@ static hft_status setup(trainer *t) {
     if (!t->ctx) return hft_error_status();
     t->indices = calloc((size_t)(t->accum * t->batch_size), sizeof *t->indices);
     t->counts = calloc((size_t)t->accum, sizeof *t->counts);
-    if (!t->indices || !t->counts) return hft_error(HFT_ENOMEM, "out of memory");
+    t->positions = calloc((size_t)t->accum, sizeof *t->positions);
+    if (!t->indices || !t->counts || !t->positions) return hft_error(HFT_ENOMEM, "out of memory");
     hft_special_tokens sp = hft_tokenizer_specials(t->tok);
     t->collate = (hft_collate_options){.pad_id = sp.pad >= 0 ? sp.pad : (sp.eos >= 0 ? sp.eos : 0),
                                        .pad_left = hft_tokenizer_pads_left(t->tok),
@@ -338,7 +354,7 @@ static hft_status setup(trainer *t) {
     size_t ml = strlen(t->metric);
     t->greater_is_better = r->greater_is_better >= 0 ? r->greater_is_better
                                                      : !(ml >= 4 && strcmp(t->metric + ml - 4, "loss") == 0);
-    HFT_TRY(logbook_init(&t->log, r->output_dir));
+    HFT_TRY(logbook_init(&t->log, r->output_dir, t->main));
     logbook *lb = &t->log;
     lb->max_steps = t->total_steps;
     lb->logging_steps = t->logging_every;
@@ -356,6 +372,8 @@ static void recipe_fingerprint(const trainer *t, char *buf, size_t size) {
     snprintf(buf, size, "batch=%lld accum=%lld max_length=%lld packing=%d task=%d", (long long)t->batch_size,
              (long long)t->accum, (long long)t->r->max_length, (int)t->r->packing, (int)t->task);
 }
+
+static int64_t next_position(const trainer *t);
 
 static hft_status resume(trainer *t) {
     const hft_recipe *r = t->r;
@@ -405,11 +423,25 @@ static hft_status resume(trainer *t) {
         t->global_step = s.global_step;
         t->cursor = s.cursor;
         t->tokens_seen = s.tokens_seen;
-        t->micro_in_epoch = s.cursor.offset / t->batch_size;
+        t->micro_in_epoch = s.cursor.offset / (t->batch_size * t->world);
         t->log.global_step = s.global_step;
         t->log.total_flos = s.total_flos;
+        int64_t positions[4096];
+        if (t->world > 1 && s.world_size == t->world && t->world <= 4096 &&
+            train_state_rank_positions(state_path, t->world, positions) && positions[t->rank] != next_position(t))
+            st = hft_error(HFT_EINVAL, "%s: rank %d was to read sample %lld next, this run would read %lld",
+                           dir, t->rank, (long long)positions[t->rank], (long long)next_position(t));
+    }
+    if (st == HFT_OK) {
         printf("resuming from %s at step %lld (epoch %lld, %lld examples into it)\n", dir,
                (long long)s.global_step, (long long)s.cursor.epoch, (long long)s.cursor.offset);
+        if (s.world_size != t->world)
+            printf("note: the checkpoint was written by %lld process%s, this run has %d: the data goes on from "
+                   "example %lld of epoch %lld in the same order, each step now takes %lld examples, and the "
+                   "step count and schedule go on from step %lld\n",
+                   (long long)s.world_size, s.world_size == 1 ? "" : "es", t->world, (long long)s.cursor.offset,
+                   (long long)s.cursor.epoch, (long long)(t->batch_size * t->accum * t->world),
+                   (long long)s.global_step);
     }
     free(state_path);
     free(dir);
@@ -430,11 +462,12 @@ static int64_t loss_terms(const trainer *t, int64_t index) {
     return c;
 }
 
-typedef struct block_arg {
+struct block_arg {
     hft_model *m;
     int layer;
     const hft_batch *b;
-} block_arg;
+};
+typedef struct block_arg block_arg;
 
 static hft_tensor *run_block(hft_ctx *ctx, hft_tensor *const *in, void *user) {
     block_arg *a = user;
@@ -444,11 +477,13 @@ static hft_tensor *run_block(hft_ctx *ctx, hft_tensor *const *in, void *user) {
 /* The summed loss of one micro-batch, through checkpointed blocks when gradient_checkpointing is on. */
 static hft_tensor *micro_loss(trainer *t, const hft_batch *b, int64_t *count) {
     if (!t->r->gradient_checkpointing) return hft_model_loss(t->ctx, t->model, b, true, count);
-    block_arg args[256];
+    /* the recomputation in backward reads these after this function returns: they live in the trainer */
+    if (!t->blocks) t->blocks = calloc((size_t)hft_model_layers(t->model), sizeof *t->blocks);
+    if (!t->blocks) return NULL;
     hft_tensor *h = hft_model_embed(t->ctx, t->model, b, true);
     for (int l = 0; l < hft_model_layers(t->model) && h; l++) {
-        args[l % 256] = (block_arg){t->model, l, b};
-        h = hft_checkpoint(t->ctx, run_block, &args[l % 256], 1, &h);
+        t->blocks[l] = (block_arg){t->model, l, b};
+        h = hft_checkpoint(t->ctx, run_block, &t->blocks[l], 1, &h);
     }
     return hft_model_head_loss(t->ctx, t->model, h, b, true, count);
 }
@@ -467,6 +502,7 @@ static int64_t next_window(trainer *t) {
         int64_t n = hft_sampler_next(t->sampler, t->indices + m * t->batch_size);
         if (n == 0)
             break; /* the epoch ends: the window is cut short, as the HF Trainer's last step of an epoch */
+        t->positions[m] = hft_sampler_last_position(t->sampler);
         t->counts[m++] = n;
     }
     return m;
@@ -482,29 +518,48 @@ static hft_status train_step(trainer *t, double *step_loss) {
     int64_t terms = 0;
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < t->counts[i]; j++) terms += loss_terms(t, t->indices[i * t->batch_size + j]);
-    double scale = 1.0 / (double)(terms > 0 ? terms : 1);
-    double loss = 0;
-    hft_cursor before = t->cursor;
+    char what[128];
+    snprintf(what, sizeof what, "step %lld: counting the loss terms", (long long)t->global_step + 1);
+    double global_terms = (double)terms; /* under mpirun: every rank's, so the sum over ranks is the mean */
+    if (t->sync) HFT_TRY(hft_dist_allreduce_f64(t->dist, &global_terms, 1, HFT_DIST_SUM, what));
+    double scale = 1.0 / (global_terms > 0 ? global_terms : 1.0);
+    double totals[2] = {0, 0}; /* this rank's share of the loss, its tokens */
     for (int64_t i = 0; i < m; i++) {
         const int64_t *idx = t->indices + i * t->batch_size;
         hft_batch b;
         HFT_TRY(collate(t, t->train, idx, t->counts[i], &b));
-        int64_t sample0 = before.epoch * hft_dataset_size(t->train) + before.offset + i * t->batch_size;
-        hft_ctx_set_rng(t->ctx, t->seed, (uint32_t)t->global_step, (uint16_t)i, sample0);
+        hft_ctx_set_rng(t->ctx, t->seed, (uint32_t)t->global_step, (uint16_t)i, t->positions[i]);
         int64_t count = 0;
         hft_tensor *sum = micro_loss(t, &b, &count);
         hft_tensor *scaled = hft_scale(t->ctx, sum, scale);
+        bool sync = t->sync && i == m - 1; /* the window's last backward all-reduces as it goes */
+        if (sync && scaled) hft_grad_sync_begin(t->sync, t->ctx);
         if (!scaled || hft_backward(t->ctx, scaled, NULL) != HFT_OK) {
+            hft_ctx_on_param_ready(t->ctx, NULL, NULL);
             hft_status st = hft_error(hft_ctx_status(t->ctx), "step %lld: %s", (long long)t->global_step + 1,
                                       hft_ctx_error(t->ctx));
             hft_ctx_reset(t->ctx);
             return st;
         }
-        loss += (double)*(float *)hft_tensor_data(scaled);
-        t->tokens_seen += hft_tensor_numel(b.input_ids);
+        if (sync) {
+            snprintf(what, sizeof what, "step %lld: the gradient all-reduce", (long long)t->global_step + 1);
+            hft_status st = hft_grad_sync_end(t->sync, t->ctx, what);
+            if (st != HFT_OK) {
+                hft_ctx_reset(t->ctx);
+                return st;
+            }
+        }
+        totals[0] += (double)*(float *)hft_tensor_data(scaled);
+        totals[1] += (double)hft_tensor_numel(b.input_ids);
         hft_ctx_reset(t->ctx);
         t->micro_in_epoch++;
     }
+    if (t->sync) {
+        snprintf(what, sizeof what, "step %lld: the loss", (long long)t->global_step + 1);
+        HFT_TRY(hft_dist_allreduce_f64(t->dist, totals, 2, HFT_DIST_SUM, what));
+    }
+    double loss = totals[0];
+    t->tokens_seen += (int64_t)totals[1];
     t->cursor = hft_sampler_cursor(t->sampler);
     if (!isfinite(loss))
         return hft_error(HFT_ENUMERIC, "step %lld: the loss is %g; stopping (the last checkpoint is intact)",
@@ -622,7 +677,28 @@ static bool track_best(trainer *t, const log_entry *e) {
 
 /* ---------------------------------------------------------------- saving */
 
+/* Where this rank's next slice starts (global sample index), as the sampler will cut it. */
+static int64_t next_position(const trainer *t) {
+    hft_cursor c = t->cursor;
+    int64_t n = hft_dataset_size(t->train), global = t->batch_size * t->world;
+    int64_t left = n - c.offset, mine;
+    if (left >= global || left <= 0)
+        mine = c.epoch * n + (left <= 0 ? n : c.offset) + t->rank * t->batch_size;
+    else /* a partial last batch: slices as the sampler cuts them */
+        mine = c.epoch * n + c.offset + t->rank * (left / t->world) + (t->rank < left % t->world ? t->rank : left % t->world);
+    return mine;
+}
+
+static hft_status gather_rank_positions(trainer *t, int64_t *all) {
+    int64_t mine = next_position(t);
+    return hft_dist_allgather(t->dist, &mine, all, sizeof mine, "gathering the ranks' data positions");
+}
+
 static hft_status save(trainer *t) {
+    int64_t positions[4096];
+    if (t->world > 4096) return hft_error(HFT_EUNSUPPORTED, "checkpoints of more than 4096 ranks");
+    if (t->dist) HFT_TRY(gather_rank_positions(t, positions));
+    if (!t->main) return HFT_OK; /* rank 0 writes */
     train_state s = {.global_step = t->global_step,
                      .epoch = t->log.epoch,
                      .cursor = t->cursor,
@@ -630,7 +706,8 @@ static hft_status save(trainer *t) {
                      .total_flos = t->log.total_flos,
                      .seed = (int64_t)t->seed,
                      .data_seed = (int64_t)t->data_seed,
-                     .world_size = 1,
+                     .world_size = t->world,
+                     .rank_positions = t->dist ? positions : NULL,
                      .optimizer_steps = hft_optimizer_steps(t->opt)};
     hft_schedule_get_state(t->sched, &s.schedule);
     hft_model_fingerprint(t->model, s.model_fingerprint);
@@ -664,8 +741,15 @@ static void print_plan(const trainer *t) {
            (long long)total, (long long)hft_paramset_trainable_numel(ps), hft_threads_get());
     printf("  data: %s, %lld examples", r->train_file, (long long)hft_dataset_size(t->train));
     if (t->eval) printf("; eval %s, %lld examples", r->eval_file, (long long)hft_dataset_size(t->eval));
-    printf("\n  global batch %lld examples = %lld per device x %lld accumulation x 1 process\n",
-           (long long)(t->batch_size * t->accum), (long long)t->batch_size, (long long)t->accum);
+    printf("\n  global batch %lld examples = %lld per device x %lld accumulation x %d process%s\n",
+           (long long)(t->batch_size * t->accum * t->world), (long long)t->batch_size, (long long)t->accum,
+           t->world, t->world == 1 ? "" : "es");
+    if (t->world > 1)
+        printf("  data parallel over MPI: %d ranks (%d on this node), %d thread%s each; gradients all-reduced in "
+               "%d bucket%s during backward; evaluation runs on every rank\n",
+               t->world, hft_dist_local_world(t->dist), hft_threads_get(), hft_threads_get() == 1 ? "" : "s",
+               hft_paramset_bucket_count(hft_model_params(t->model)),
+               hft_paramset_bucket_count(hft_model_params(t->model)) == 1 ? "" : "s");
     printf("  %lld batches per epoch, %lld optimizer steps per epoch, %lld steps in all (warmup %lld)\n",
            (long long)t->batches_per_epoch, (long long)t->steps_per_epoch, (long long)t->total_steps,
            (long long)t->warmup);
@@ -682,7 +766,7 @@ static hft_status finish(trainer *t, double train_loss_mean) {
     double dt = now() - t->started;
     log_entry_set(&e, "train_runtime", dt);
     log_entry_set(&e, "train_samples_per_second",
-                  dt > 0 ? (double)(t->global_step * t->batch_size * t->accum) / dt : 0);
+                  dt > 0 ? (double)(t->global_step * t->batch_size * t->accum * t->world) / dt : 0);
     log_entry_set(&e, "train_steps_per_second", dt > 0 ? (double)t->global_step / dt : 0);
     log_entry_set(&e, "total_flos", t->log.total_flos);
     log_entry_set(&e, "train_loss", train_loss_mean);
@@ -690,6 +774,7 @@ static hft_status finish(trainer *t, double train_loss_mean) {
     log_entry_set(&e, "step", (double)t->global_step);
     HFT_TRY(logbook_add(&t->log, &e));
     logbook_print(&t->log, &e, t->total_steps);
+    if (!t->main) return HFT_OK; /* rank 0 writes the model */
     hft_memory_stats mem;
     hft_ctx_memory(t->ctx, &mem);
     printf("peak activation memory %.1f MiB (arena %.1f + gradients %.1f)%s\n",
@@ -715,10 +800,43 @@ static hft_status finish(trainer *t, double train_loss_mean) {
     return HFT_OK;
 }
 
+/* A stop asked of any rank (a signal) stops every rank after the same step: the flag travels in a
+ * collective, since MPICH's launcher may deliver a signal to one rank only. */
+static hft_status agree_on_stop(trainer *t, int *sig) {
+    double v = (double)stop_signal;
+    if (t->world > 1) HFT_TRY(hft_dist_allreduce_f64(t->dist, &v, 1, HFT_DIST_MAX, "agreeing on a stop"));
+    *sig = (int)v;
+    return HFT_OK;
+}
+
+/* Under mpirun: the ranks check that they run the same configuration, take rank 0's initial parameters,
+ * and set up the gradient all-reduce. */
+static hft_status join_ranks(trainer *t) {
+    if (t->world == 1) return HFT_OK;
+    char *text = NULL, fp[33];
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (!mem) return hft_error(HFT_ENOMEM, "out of memory");
+    hft_recipe_write_set(t->r, mem);
+    hft_model_fingerprint(t->model, fp);
+    fprintf(mem, "model: %s, fingerprint %s\ntrain examples: %lld\neval examples: %lld\nLoRA base digest: %s\n"
+                 "resumed at step: %lld\n",
+            hft_model_architecture(t->model), fp, (long long)hft_dataset_size(t->train),
+            (long long)(t->eval ? hft_dataset_size(t->eval) : 0), t->base_digest, (long long)t->global_step);
+    fclose(mem);
+    hft_status st = hft_dist_agree(t->dist, "configuration", text);
+    free(text);
+    HFT_TRY(st);
+    HFT_TRY(hft_dist_bcast_params(t->dist, hft_model_params(t->model)));
+    HFT_TRY(hft_comm_mpi(t->dist, &t->comm));
+    return hft_grad_sync_new(t->comm, hft_model_params(t->model), &t->sync);
+}
+
 static hft_status run(trainer *t, bool *stopped) {
     const hft_recipe *r = t->r;
     HFT_TRY(setup(t));
     HFT_TRY(resume(t));
+    HFT_TRY(join_ranks(t));
     print_plan(t);
     struct sigaction sa = {.sa_handler = on_stop_signal};
     sigemptyset(&sa.sa_mask);
@@ -729,7 +847,10 @@ static hft_status run(trainer *t, bool *stopped) {
     t->tokens_at_log = (double)t->tokens_seen;
     int64_t steps_done = 0;
     double nparams = (double)hft_paramset_trainable_numel(hft_model_params(t->model));
-    while (t->global_step < t->total_steps && !stop_signal && !t->early_stop) {
+    int stop = 0;
+    while (t->global_step < t->total_steps && !t->early_stop) {
+        HFT_TRY(agree_on_stop(t, &stop));
+        if (stop) break;
         double lr = r->learning_rate * hft_schedule_multiplier(t->sched, t->global_step), loss = 0;
         int64_t tokens_before = t->tokens_seen;
         HFT_TRY(train_step(t, &loss));
@@ -782,12 +903,13 @@ static hft_status run(trainer *t, bool *stopped) {
                         (strcmp(r->save_strategy, "best") == 0 && best);
         if (save_now) HFT_TRY(save(t));
     }
-    if (stop_signal) {
+    if (!stop) HFT_TRY(agree_on_stop(t, &stop)); /* a signal during the last step */
+    if (stop) {
         logbook_progress_clear(&t->log);
         HFT_TRY(save(t));
         printf("stopped by signal %d at step %lld; a checkpoint is saved in %s/checkpoint-%lld\n"
                "resume with: hft-train %s resume_from_checkpoint=true\n",
-               (int)stop_signal, (long long)t->global_step, r->output_dir, (long long)t->global_step,
+               stop, (long long)t->global_step, r->output_dir, (long long)t->global_step,
                r->path ? r->path : "RECIPE");
         *stopped = true;
         return HFT_OK;
@@ -799,13 +921,23 @@ static hft_status run(trainer *t, bool *stopped) {
 }
 
 hft_status hft_train(const hft_recipe *r, bool *stopped) {
-    trainer t = {.r = r};
+    return hft_train_on(r, NULL, stopped);
+}
+
+hft_status hft_train_on(const hft_recipe *r, hft_dist *dist, bool *stopped) {
+    trainer t = {.r = r, .dist = dist, .rank = hft_dist_rank(dist), .world = hft_dist_world(dist)};
+    t.main = t.rank == 0;
+    if (dist && !getenv("HFT_DIST_TIMEOUT")) hft_dist_set_timeout(dist, r->ddp_timeout);
     *stopped = false;
     stop_signal = 0;
     hft_status st = run(&t, stopped);
     logbook_progress_clear(&t.log);
     free(t.indices);
     free(t.counts);
+    free(t.positions);
+    free(t.blocks);
+    hft_grad_sync_free(t.sync);
+    hft_comm_free(t.comm);
     free(t.tokenizer_dir);
     logbook_free(&t.log);
     hft_ctx_free(t.ctx);

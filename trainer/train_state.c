@@ -174,6 +174,14 @@ hft_status train_state_save(const char *path, const train_state *s, hft_optimize
         H5Sclose(space);
         crc = crc_tensor(crc, name, t);
     }
+    if (ok && s->rank_positions) { /* not in the checksum: information, derived again on resume */
+        hsize_t dims[1] = {(hsize_t)s->world_size};
+        hid_t space = H5Screate_simple(1, dims, NULL);
+        hid_t ds = H5Dcreate2(f, "ranks/next_sample", H5T_NATIVE_INT64, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->rank_positions) >= 0;
+        if (ds >= 0) H5Dclose(ds);
+        H5Sclose(space);
+    }
     H5Pclose(lcpl);
     char hex[17];
     snprintf(hex, sizeof hex, "%08lx", (unsigned long)crc);
@@ -217,6 +225,24 @@ hft_status train_state_peek(const char *path, train_state *s) {
     hft_status st = read_scalars(f, path, s);
     H5Fclose(f);
     return st;
+}
+
+bool train_state_rank_positions(const char *path, int64_t world_size, int64_t *out) {
+    hid_t f = open_file(path);
+    if (f < 0) return false;
+    bool ok = false;
+    if (H5Lexists(f, "ranks", H5P_DEFAULT) > 0 && H5Lexists(f, "ranks/next_sample", H5P_DEFAULT) > 0) {
+        hid_t ds = H5Dopen2(f, "ranks/next_sample", H5P_DEFAULT);
+        hid_t space = ds >= 0 ? H5Dget_space(ds) : -1;
+        hsize_t dims[1] = {0};
+        ok = space >= 0 && H5Sget_simple_extent_ndims(space) == 1 &&
+             H5Sget_simple_extent_dims(space, dims, NULL) == 1 && dims[0] == (hsize_t)world_size &&
+             H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0;
+        if (space >= 0) H5Sclose(space);
+        if (ds >= 0) H5Dclose(ds);
+    }
+    H5Fclose(f);
+    return ok;
 }
 
 hft_status train_state_load(const char *path, train_state *s, hft_optimizer *opt) {

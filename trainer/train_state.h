@@ -21,6 +21,10 @@ typedef struct train_state {
     char model_fingerprint[33];   /* hex of a hash of the architecture and every parameter's name and shape */
     char recipe_fingerprint[128]; /* the recipe values a resume must keep: "batch=8 accum=4 max_length=512" */
     char base_digest[33]; /* training an adapter: hft_model_weights_digest of the frozen base; else "" */
+    /* writing: each rank's next sample (global index: epoch × size + position in the epoch's order), which
+     * with the counter-based RNG keyed on sample indices is all of a rank's data and RNG state; NULL for one
+     * process. Reading leaves it NULL (train_state_rank_positions reads it). */
+    const int64_t *rank_positions;
 } train_state;
 
 hft_status train_state_save(const char *path, const train_state *s, hft_optimizer *opt);
@@ -29,5 +33,8 @@ hft_status train_state_save(const char *path, const train_state *s, hft_optimize
 hft_status train_state_load(const char *path, train_state *s, hft_optimizer *opt);
 /* Reads only the scalars (for choosing and checking a checkpoint before building anything). */
 hft_status train_state_peek(const char *path, train_state *s);
+/* The per-rank positions of a state written by world_size ranks into `out` (world_size entries); false when
+ * the file has none (a single-process run). */
+bool train_state_rank_positions(const char *path, int64_t world_size, int64_t *out);
 
 #endif

@@ -8,6 +8,11 @@
 /* Runs the recipe to the end, or until a stop is requested (SIGINT, SIGTERM or SIGUSR1: the current step
  * finishes, a checkpoint is saved and HFT_OK is returned with *stopped set). */
 hft_status hft_train(const hft_recipe *r, bool *stopped);
+/* The same on one rank of a process group (distributed/): each rank trains on its slice of every global
+ * batch, gradients are all-reduced during backward, and only rank 0 writes logs, checkpoints and the
+ * model. A NULL or one-rank group is hft_train. */
+typedef struct hft_dist hft_dist;
+hft_status hft_train_on(const hft_recipe *r, hft_dist *dist, bool *stopped);
 
 typedef struct hft_export_options {
     bool merge; /* a LoRA adapter: merge it into its base and write a plain model folder */

@@ -1,0 +1,40 @@
+/* What the files of distributed/ share: the process group's insides and the waiting with a deadline. */
+#ifndef HFT_DISTRIBUTED_INTERNAL_H
+#define HFT_DISTRIBUTED_INTERNAL_H
+
+#include <mpi.h>
+
+#include "distributed/dist.h"
+
+struct hft_dist {
+    bool mpi;       /* MPI initialised by us */
+    MPI_Comm world; /* a duplicate of MPI_COMM_WORLD that returns errors */
+    int rank, size, local_rank, local_size;
+    double timeout;
+};
+
+#define DIST_MAX_REQUESTS 256
+
+/* Waits for n requests (at most DIST_MAX_REQUESTS), polling, until the group's timeout; the error names `what` and the rank. */
+hft_status dist_wait(hft_dist *d, MPI_Request *reqs, int n, const char *what);
+/* An MPI error code as an hft status with MPI's text. */
+hft_status dist_mpi_error(const hft_dist *d, int code, const char *what);
+double dist_now(void);
+
+/* A communicator: one implementation per kind of buffer. */
+typedef struct comm_ops {
+    const char *name;
+    hft_status (*allreduce_start)(hft_comm *c, void *buf, int64_t count, hft_dtype dtype);
+    hft_status (*progress)(hft_comm *c);
+    hft_status (*wait)(hft_comm *c, const char *what);
+    void (*free)(hft_comm *c);
+} comm_ops;
+
+struct hft_comm {
+    const comm_ops *ops;
+    hft_dist *dist;
+    hft_device device;
+    void *impl;
+};
+
+#endif

@@ -1,0 +1,162 @@
+#!/bin/sh
+# Data-parallel training under `mpirun -np 2` on tiny models: 2 ranks × batch b end with the parameters of
+# 1 rank × batch 2b (‖Δ‖/‖p‖ per tensor ≤ 1e-6), resume is exact at the same world size and works at
+# another, a killed or hung rank ends the job with an error in bounded time and leaves the last checkpoint
+# whole, a signal to one rank stops every rank at the same step, and inconsistent recipes or more ranks
+# than examples are refused with clear errors.
+# Usage: test_dist.sh BUILD_DIR   (run from the repository root)
+set -eu
+bin="$1/trainer/hft-train"
+export_bin="$1/trainer/hft-export"
+cmp="$1/tests/compare_weights"
+work=$(mktemp -d /tmp/hft-dist-XXXXXX)
+trap 'pkill -KILL -f "$work/" 2>/dev/null || true; rm -rf "$work"' EXIT
+fx=tests/fixtures/recipes
+tk=tests/fixtures/tokenizers
+quiet="logging_steps=1 save_steps=1000 cache_dir= sample_tokens=0 max_length=64"
+
+fail() {
+    echo "FAIL: $*"
+    exit 1
+}
+
+# Tiny "pretrained" models to fine-tune (one step from scratch, saved with their tokenizers).
+"$bin" recipes/scratch_gpt.yaml model.config=$fx/llama-tiny.json tokenizer.path=$tk/sentencepiece_bpe \
+    data.train_file=$fx/train.txt output_dir="$work/llama" max_steps=1 $quiet > /dev/null
+"$bin" recipes/scratch_gpt.yaml model.config=$fx/gpt2-tiny.json tokenizer.path=$tk/gpt2_bpe \
+    data.train_file=$fx/train.txt output_dir="$work/gpt2" max_steps=1 $quiet > /dev/null
+
+cat > "$work/recipe.yaml" <<EOF
+model:
+  path: $work/llama
+data:
+  train_file: $fx/train.txt
+  max_length: 64
+  packing: true
+training:
+  max_steps: 6
+  gradient_accumulation_steps: 2
+  learning_rate: 1.0e-3
+  warmup_steps: 0
+  logging_steps: 1
+  seed: 3
+EOF
+one() { "$bin" "$work/recipe.yaml" "$@"; }
+two() { mpirun -np 2 "$bin" "$work/recipe.yaml" "$@"; }
+
+same() { # what out1 out2 file tolerance
+    echo "   $1"
+    "$cmp" "$2/$4" "$3/$4" "$5" || fail "$1"
+}
+
+echo "== 2 ranks x 2 = 1 rank x 4: Llama, AdamW, accumulation 2"
+one output_dir="$work/a1" per_device_train_batch_size=4 cache_dir= > "$work/a1.log"
+two output_dir="$work/a2" per_device_train_batch_size=2 cache_dir= > "$work/a2.log"
+same "AdamW" "$work/a1" "$work/a2" model.safetensors 1e-6
+grep -q "global batch 8 examples = 2 per device x 2 accumulation x 2 processes" "$work/a2.log" ||
+    fail "the log states the global batch"
+test "$(grep -c '^step 6/6' "$work/a2.log")" = 2 || fail "only rank 0 prints" # a log line and the summary
+
+echo "== GPT-2 with biases, SGD (the gradients themselves), gradient checkpointing, an uneven last batch"
+g="model.path=$work/gpt2 optim=sgd gradient_checkpointing=true max_steps=8 cache_dir="
+one $g output_dir="$work/g1" per_device_train_batch_size=6 > /dev/null
+two $g output_dir="$work/g2" per_device_train_batch_size=3 > /dev/null
+same "SGD with checkpointing" "$work/g1" "$work/g2" model.safetensors 1e-6
+
+# SGD: B starts at zero, and Adam's first steps (g / |g|) turn rounding noise in a tiny B into a relative
+# difference of a few 1e-6; SGD shows the gradients, and so the dropout masks, are the same.
+echo "== LoRA with dropout (SGD): the masks are keyed on global sample indices, the same at any world size"
+l="optim=sgd lora.r=4 lora.lora_alpha=8 lora.lora_dropout=0.1 lora.target_modules=[q_proj,v_proj,down_proj] cache_dir="
+one $l output_dir="$work/l1" per_device_train_batch_size=4 > /dev/null
+two $l output_dir="$work/l2" per_device_train_batch_size=2 > /dev/null
+same "LoRA adapter" "$work/l1" "$work/l2" adapter_model.safetensors 1e-6
+
+echo "== resume at the same world size is exact"
+two output_dir="$work/r" per_device_train_batch_size=2 save_steps=3 cache_dir= > /dev/null
+mkdir "$work/r2" && cp -r "$work/r/checkpoint-3" "$work/r2/"
+two output_dir="$work/r2" per_device_train_batch_size=2 save_steps=3 cache_dir= resume_from_checkpoint=true \
+    > "$work/r2.log"
+grep -q "resuming from .*checkpoint-3 at step 3" "$work/r2.log" || fail "resumed from checkpoint-3"
+same "resumed = uninterrupted (bit-identical)" "$work/r" "$work/r2" model.safetensors 0
+
+echo "== resume at another world size goes on from the same example"
+mkdir "$work/r1" && cp -r "$work/r/checkpoint-3" "$work/r1/"
+one output_dir="$work/r1" per_device_train_batch_size=2 save_steps=3 cache_dir= resume_from_checkpoint=true \
+    > "$work/r1.log"
+grep -q "the checkpoint was written by 2 processes, this run has 1" "$work/r1.log" || fail "resume note"
+test -f "$work/r1/model.safetensors" || fail "the 1-process resume finished"
+
+# A long run for the fault tests: checkpoints every 5 steps, the two newest kept.
+long="output_dir=$work/k per_device_train_batch_size=2 max_steps=100000 save_steps=5 save_total_limit=2 ddp_timeout=5 cache_dir="
+rank_pid() { # the pid of rank $1 of the run in $work/k
+    for p in $(pgrep -f "output_dir=$work/k" || true); do
+        if tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "PMI_RANK=$1"; then echo $p; return; fi
+    done
+}
+wait_for() { # a file, up to 60 s
+    i=0
+    while [ ! -e "$1" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    test -e "$1" || fail "$1 did not appear"
+}
+bounded_wait() { # pid, seconds: the job must end by then
+    i=0
+    while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
+    if kill -0 "$1" 2>/dev/null; then fail "the job still runs after $2 s"; fi
+    wait "$1" && return 1 || return 0
+}
+check_last_checkpoint() {
+    last="$work/k/checkpoint-$(ls "$work/k" | sed -n 's/^checkpoint-\([0-9]*\)$/\1/p' | sort -n | tail -1)"
+    "$export_bin" "$last" "$work/export-$1" > /dev/null || fail "the last checkpoint $last is not whole"
+    echo "   the last checkpoint ($(basename "$last")) loads and exports"
+}
+
+echo "== a rank killed mid-run: the job ends with an error, the last checkpoint stays whole"
+rm -rf "$work/k"
+two $long > "$work/k.log" 2>&1 &
+job=$!
+wait_for "$work/k/checkpoint-10"
+kill -KILL "$(rank_pid 1)"
+bounded_wait $job 60 || fail "mpirun exited 0 after a rank was killed"
+grep -q "BAD TERMINATION\|killed\|Killed" "$work/k.log" || fail "no word of the killed rank: $(tail -3 "$work/k.log")"
+check_last_checkpoint killed
+
+echo "== a rank that hangs: the others stop at ddp_timeout with an error naming it"
+rm -rf "$work/k"
+two $long > "$work/h.log" 2>&1 &
+job=$!
+wait_for "$work/k/checkpoint-10"
+hung=$(rank_pid 1)
+kill -STOP "$hung"
+bounded_wait $job 60 || fail "mpirun exited 0 after a rank hung"
+kill -KILL "$hung" 2>/dev/null || true
+grep -q "rank 0: .*no answer from the other ranks in 5 s (ddp_timeout)" "$work/h.log" ||
+    fail "no timeout error: $(tail -3 "$work/h.log")"
+check_last_checkpoint hung
+
+echo "== SIGUSR1 to one rank stops both after the same step, with a checkpoint"
+rm -rf "$work/k"
+two $long > "$work/s.log" 2>&1 &
+job=$!
+wait_for "$work/k/checkpoint-10"
+kill -USR1 "$(rank_pid 1)"
+wait $job || fail "a graceful stop exits 0: $(tail -3 "$work/s.log")"
+grep -q "stopped by signal 10 at step" "$work/s.log" || fail "the stop is reported"
+step=$(sed -n 's/.*stopped by signal 10 at step \([0-9]*\).*/\1/p' "$work/s.log")
+test -f "$work/k/checkpoint-$step/model.safetensors" || fail "checkpoint-$step saved at the stop"
+
+echo "== inconsistent recipes across ranks are refused, naming the rank and the key"
+if mpirun -np 1 "$bin" "$work/recipe.yaml" output_dir="$work/x" learning_rate=1e-3 : \
+    -np 1 "$bin" "$work/recipe.yaml" output_dir="$work/x" learning_rate=2e-3 > "$work/x.log" 2>&1; then
+    fail "different recipes ran"
+fi
+grep -q "rank 1's configuration differs from rank 0's: rank 0 has 'training.learning_rate: 0.001.*rank 1 has 'training.learning_rate: 0.002" \
+    "$work/x.log" || fail "the error names the difference: $(grep hft-train "$work/x.log" | head -2)"
+
+echo "== more ranks than examples"
+printf 'one short document\n' > "$work/one.txt"
+if two output_dir="$work/y" data.train_file="$work/one.txt" data.packing=false > "$work/y.log" 2>&1; then
+    fail "2 ranks ran on 1 example"
+fi
+grep -q "1 examples for 2 processes; every process needs at least one example" "$work/y.log" ||
+    fail "the error says so: $(grep hft-train "$work/y.log" | head -2)"
+echo "all data-parallel checks passed"
