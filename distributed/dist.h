@@ -89,5 +89,8 @@ void hft_grad_sync_begin(hft_grad_sync *s, hft_ctx *ctx);
 hft_status hft_grad_sync_end(hft_grad_sync *s, hft_ctx *ctx, const char *what);
 /* Buckets started while backward was still running, in the last synced step (for benchmarks and tests). */
 int hft_grad_sync_overlapped(const hft_grad_sync *s);
+/* Seconds a synced step spent after backward finishing the reductions (the mean over steps): the
+ * all-reduce's cost that backward did not hide. */
+double hft_grad_sync_waited(const hft_grad_sync *s);
 
 #endif

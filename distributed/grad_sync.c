@@ -21,6 +21,8 @@ struct hft_grad_sync {
     bucket *buckets;
     int n_buckets, next; /* the next bucket to start */
     int overlapped;
+    double waited; /* seconds in hft_grad_sync_end, all steps */
+    int64_t steps;
     hft_status status; /* the first error inside the backward hook */
     char error[1024];
 };
@@ -59,6 +61,10 @@ void hft_grad_sync_free(hft_grad_sync *s) {
 
 int hft_grad_sync_overlapped(const hft_grad_sync *s) {
     return s->overlapped;
+}
+
+double hft_grad_sync_waited(const hft_grad_sync *s) {
+    return s->steps ? s->waited / (double)s->steps : 0;
 }
 
 /* The bucket holding a parameter: its gradient's offset in the flat buffer. */
@@ -108,10 +114,13 @@ void hft_grad_sync_begin(hft_grad_sync *s, hft_ctx *ctx) {
 }
 
 hft_status hft_grad_sync_end(hft_grad_sync *s, hft_ctx *ctx, const char *what) {
+    double t0 = dist_now();
     hft_ctx_on_param_ready(ctx, NULL, NULL);
     hft_status st = s->status;
     if (st != HFT_OK) hft_error(st, "%s: %s", what, s->error);
     while (st == HFT_OK && s->next < s->n_buckets) st = start_bucket(s, s->next++);
     hft_status waited = hft_comm_wait(s->comm, what); /* even after an error: nothing left in flight */
+    s->waited += dist_now() - t0;
+    s->steps++;
     return st != HFT_OK ? st : waited;
 }
