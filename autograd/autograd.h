@@ -293,6 +293,24 @@ void hft_paramset_materialize_grads(hft_paramset *ps);
  * activations at once — peak memory holds one block's activations instead of every block's. fn must be
  * a pure function of its inputs, the parameters it reads and `user` (which must stay valid until
  * backward). */
+/* ---------------------------------------------------------------- autocast (mixed precision) */
+
+/* torch.autocast for this context: with bfloat16 or float16, the ops of the policy table marked low take
+ * their inputs in that dtype with f32 accumulation (weights through a per-step cache); the others run in f32.
+ * HFT_F32 turns it off (the default). */
+hft_status hft_set_autocast(hft_ctx *ctx, hft_dtype dtype);
+hft_dtype hft_autocast_dtype(const hft_ctx *ctx);
+typedef struct hft_autocast_rule {
+    const char *op;
+    bool low; /* inputs in the autocast dtype; else f32 */
+    const char *how;
+} hft_autocast_rule;
+int hft_autocast_rule_count(void);
+const hft_autocast_rule *hft_autocast_rule_get(int i);
+/* x rounded to `low` (bf16 or f16), held in f32; the gradient passes through unchanged. x itself when low
+ * is HFT_F32. */
+hft_tensor *hft_autocast_round(hft_ctx *ctx, hft_tensor *x, hft_dtype low);
+
 typedef hft_tensor *(*hft_checkpoint_fn)(hft_ctx *ctx, hft_tensor *const *inputs, void *user);
 hft_tensor *hft_checkpoint(hft_ctx *ctx, hft_checkpoint_fn fn, void *user, int n_in, hft_tensor *const *inputs);
 

@@ -50,6 +50,7 @@ void hft_ctx_free(hft_ctx *ctx) {
     bump_free(&ctx->headers[1]);
     pool_free_all(ctx->grads);
     free(ctx->collected);
+    ag_autocast_free(ctx);
     free(ctx);
 }
 

@@ -86,7 +86,12 @@ struct hft_ctx {
     bool collecting;
     hft_tensor **collected;
     int n_collected, cap_collected;
+    /* autocast (autocast.c): the low-precision dtype (HFT_F32: off) and the weight cache */
+    hft_dtype autocast;
+    struct ag_weight_cache *cache;
+    int n_cached, cap_cached;
 };
+typedef struct ag_weight_cache ag_weight_cache;
 
 /* ---------------------------------------------------------------- tape */
 
@@ -103,6 +108,18 @@ struct hft_node {
     hft_tensor **params; /* parameters whose gradients the backward writes besides its inputs' (checkpoint) */
     int n_params;
 };
+
+/* ---------------------------------------------------------------- autocast (autocast.c) */
+
+/* The dtype op's inputs take under the context's autocast (HFT_F32 when off or the op runs in f32). */
+hft_dtype ag_autocast_low(hft_ctx *ctx, const char *op);
+/* A weight's values in `low`: its cached copy, converted when its version changed (once per optimizer
+ * step), or its own data when it is held in `low`. NULL (and the error recorded) when it cannot be cached
+ * (not a contiguous parameter: the caller rounds it as an activation instead). */
+const void *ag_autocast_weight(hft_ctx *ctx, hft_tensor *w, hft_dtype low);
+/* dst = src rounded to `low` and widened back (dst f32, same shape). */
+void ag_round_into(hft_ctx *ctx, hft_tensor *dst, const hft_tensor *src, hft_dtype low);
+void ag_autocast_free(hft_ctx *ctx);
 
 /* ---------------------------------------------------------------- helpers for ops */
 

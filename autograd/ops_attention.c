@@ -177,6 +177,14 @@ hft_tensor *hft_attention(hft_ctx *ctx, hft_tensor *q, hft_tensor *k, hft_tensor
     if (!ag_check(ctx, "attention", 3, in) || !ag_check_float(ctx, "attention", q, "q") ||
         !ag_check_same_dtype(ctx, "attention", q, k) || !ag_check_same_dtype(ctx, "attention", q, v))
         return NULL;
+    hft_dtype low = q->dtype == HFT_F32 ? ag_autocast_low(ctx, "attention") : HFT_F32;
+    if (low != HFT_F32) { /* autocast: q, k, v in low precision; the kernel accumulates in f32 */
+        q = hft_autocast_round(ctx, q, low);
+        k = hft_autocast_round(ctx, k, low);
+        v = hft_autocast_round(ctx, v, low);
+        if (!q || !k || !v) return NULL;
+        in[0] = q, in[1] = k, in[2] = v;
+    }
     char bq[128], bk[128], bv[128];
     hft_tensor_describe(q, bq, sizeof bq);
     hft_tensor_describe(k, bk, sizeof bk);

@@ -237,7 +237,7 @@ static bool row_layout(const hft_tensor *x, int64_t *ld) {
 }
 
 static void gemm(hft_ctx *ctx, hft_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a,
-                 int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc, double beta) {
+                 int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc, double beta, hft_dtype b_type) {
     hft_gemm_args g = {.trans_a = ta,
                        .trans_b = tb,
                        .m = m,
@@ -251,7 +251,8 @@ static void gemm(hft_ctx *ctx, hft_dtype dt, bool ta, bool tb, int64_t m, int64_
                        .ldb = ldb,
                        .c = c,
                        .ldc = ldc,
-                       .batch = 1};
+                       .batch = 1,
+                       .b_type = b_type};
     ctx->kernels->gemm[dt](&g);
 }
 
@@ -318,6 +319,21 @@ hft_tensor *hft_linear_cross_entropy(hft_ctx *ctx, hft_tensor *hidden, hft_tenso
         matrix_layout(weight, &w_trans, &ldw);
     }
     if (bias && bias->stride[0] != 1 && V > 1 && !(bias = hft_contiguous(ctx, bias))) return NULL;
+    /* autocast: the classifier's GEMMs take the hidden states, the weight and dlogits in low precision */
+    hft_dtype low = dt == HFT_F32 ? ag_autocast_low(ctx, op) : HFT_F32, w_type = HFT_F32;
+    hft_tensor *weight_in = weight;
+    const void *w_low = NULL;
+    if (low != HFT_F32) {
+        if (!(hidden = hft_autocast_round(ctx, hidden, low))) return NULL;
+        row_layout(hidden, &ldh);
+        w_low = ag_autocast_weight(ctx, weight, low);
+        if (w_low) {
+            w_type = low;
+        } else {
+            if (ctx->status != HFT_OK || !(weight = hft_autocast_round(ctx, weight, low))) return NULL;
+            matrix_layout(weight, &w_trans, &ldw);
+        }
+    }
 
     int64_t N = hft_tensor_numel(tc);
     size_t es = hft_dtype_size(dt);
@@ -344,7 +360,8 @@ hft_tensor *hft_linear_cross_entropy(hft_ctx *ctx, hft_tensor *hidden, hft_tenso
         ag_pool_tensor_release(ctx, rows);
         return NULL;
     }
-    const char *H = hft_tensor_data(hidden), *W = hft_tensor_data(weight), *tgt = hft_tensor_data(tc);
+    const char *H = hft_tensor_data(hidden), *W = w_low ? w_low : hft_tensor_data(weight),
+               *tgt = hft_tensor_data(tc);
     char *L = hft_tensor_data(block), *row_loss = hft_tensor_data(rows), *lse = row_loss + (size_t)N * es;
     size_t tes = hft_dtype_size(tc->dtype);
     int64_t ldv = V > 0 ? V : 1, ldd = D > 0 ? D : 1;
@@ -356,7 +373,7 @@ hft_tensor *hft_linear_cross_entropy(hft_ctx *ctx, hft_tensor *hidden, hft_tenso
         if (bias) /* the block starts as bias rows; the GEMM adds H Wᵀ */
             for (int64_t i = 0; i < r; i++)
                 memcpy(L + (size_t)(i * V) * es, hft_tensor_data(bias), (size_t)V * es);
-        gemm(ctx, dt, false, !w_trans, r, V, D, Hb, ldh, W, ldw, L, ldv, bias ? 1.0 : 0.0);
+        gemm(ctx, dt, false, !w_trans, r, V, D, Hb, ldh, W, ldw, L, ldv, bias ? 1.0 : 0.0, w_type);
         hft_xent_args a = {.rows = r,
                            .classes = V,
                            .ld = ldv,
@@ -372,11 +389,16 @@ hft_tensor *hft_linear_cross_entropy(hft_ctx *ctx, hft_tensor *hidden, hft_tenso
         a.dlogits = L; /* the block becomes dlogits in place */
         a.scale = 1.0;
         bwd(&a);
+        if (low != HFT_F32) {
+            hft_tensor lb = *block;
+            lb.shape[0] = r;
+            ag_round_into(ctx, &lb, &lb, low);
+        }
         if (want_h) /* dH_blk [r, D] = dL [r, V] W [V, D] */
             gemm(ctx, dt, false, w_trans, r, D, V, L, ldv, W, ldw,
-                 (char *)hft_tensor_data(dh) + (size_t)(b0 * D) * es, ldd, 0.0);
+                 (char *)hft_tensor_data(dh) + (size_t)(b0 * D) * es, ldd, 0.0, w_type);
         if (want_w) /* dW [V, D] (+)= dLᵀ [V, r] H_blk [r, D] */
-            gemm(ctx, dt, true, false, V, D, r, L, ldv, Hb, ldh, hft_tensor_data(dw), ldd, b0 ? 1.0 : 0.0);
+            gemm(ctx, dt, true, false, V, D, r, L, ldv, Hb, ldh, hft_tensor_data(dw), ldd, b0 ? 1.0 : 0.0, HFT_F32);
         if (want_b) { /* db [V] (+)= Σ_rows dL */
             hft_tensor lb = *block;
             lb.shape[0] = r;
@@ -388,7 +410,7 @@ hft_tensor *hft_linear_cross_entropy(hft_ctx *ctx, hft_tensor *hidden, hft_tenso
     ag_pool_tensor_release(ctx, rows);
     store_scalar(out, total);
     in[0] = hidden;
-    in[1] = weight;
+    in[1] = w_low ? weight_in : weight;
     in[2] = bias;
     hft_node *node = ag_record(ctx, op, lce_backward, out, bias ? 3 : 2, in, sizeof(lce_saved));
     if (node) *(lce_saved *)node->saved = (lce_saved){.dh = dh, .dw = dw, .db = db};

@@ -80,8 +80,19 @@ static int64_t prod(int n, const int64_t *s) {
 
 /* C[b] (+)= op(A[b]) op(B[b]) for the batch; C given as a tensor of shape [batch..., m, n] (any
  * matrix layout) or summed over the batch into one matrix when c_sum is set. */
+/* The same with operands held in bf16/f16 (autocast's weights): a_type, b_type; f32 accumulation. */
+static void run_gemm_typed(hft_ctx *ctx, hft_dtype dt, int64_t batch, int64_t m, int64_t n, int64_t k, mat A,
+                           bool ta, mat B, bool tb, mat C, bool c_sum, bool accumulate, double alpha,
+                           hft_dtype a_type, hft_dtype b_type);
+
 static void run_gemm(hft_ctx *ctx, hft_dtype dt, int64_t batch, int64_t m, int64_t n, int64_t k, mat A,
                      bool ta, mat B, bool tb, mat C, bool c_sum, bool accumulate, double alpha) {
+    run_gemm_typed(ctx, dt, batch, m, n, k, A, ta, B, tb, C, c_sum, accumulate, alpha, HFT_F32, HFT_F32);
+}
+
+static void run_gemm_typed(hft_ctx *ctx, hft_dtype dt, int64_t batch, int64_t m, int64_t n, int64_t k, mat A,
+                           bool ta, mat B, bool tb, mat C, bool c_sum, bool accumulate, double alpha,
+                           hft_dtype a_type, hft_dtype b_type) {
     hft_gemm_args g = {.trans_a = ta,
                        .trans_b = tb,
                        .trans_c = C.trans,
@@ -99,7 +110,9 @@ static void run_gemm(hft_ctx *ctx, hft_dtype dt, int64_t batch, int64_t m, int64
                        .batch = batch,
                        .stride_a = A.bstride,
                        .stride_b = B.bstride,
-                       .stride_c = c_sum ? 0 : C.bstride};
+                       .stride_c = c_sum ? 0 : C.bstride,
+                       .a_type = a_type,
+                       .b_type = b_type};
     ctx->kernels->gemm[dt](&g);
 }
 
@@ -157,6 +170,10 @@ hft_tensor *hft_matmul(hft_ctx *ctx, hft_tensor *a, hft_tensor *b) {
     if (!ag_check(ctx, "matmul", 2, in) || !ag_check_float(ctx, "matmul", a, "a") ||
         !ag_check_same_dtype(ctx, "matmul", a, b))
         return NULL;
+    hft_dtype low = a->dtype == HFT_F32 ? ag_autocast_low(ctx, "matmul") : HFT_F32;
+    if (low != HFT_F32) { /* autocast: both operands in low precision, f32 accumulation */
+        if (!(a = hft_autocast_round(ctx, a, low)) || !(b = hft_autocast_round(ctx, b, low))) return NULL;
+    }
     char ba[128], bb[128];
     if (a->ndim < 2 || b->ndim < 2)
         return ag_fail(ctx, HFT_EINVAL, "matmul: operands need at least 2 dims, got %s and %s",
@@ -235,13 +252,55 @@ static bool rows_of(const hft_tensor *x, mat *X) {
     return true;
 }
 
+typedef struct linear_saved {
+    hft_dtype low; /* autocast: x was rounded, w comes from the cache, dY is rounded in backward */
+} linear_saved;
+
+/* Autocast's weight operand: the cached low-precision copy (b_type set), or w rounded as an activation
+ * when it is not a parameter. */
+static bool low_weight(hft_ctx *ctx, hft_tensor **w, mat *W, hft_dtype low, hft_dtype *w_type) {
+    *w_type = HFT_F32;
+    if (low == HFT_F32) return true;
+    const void *cached = ag_autocast_weight(ctx, *w, low);
+    if (cached) {
+        W->data = (void *)cached;
+        *w_type = low;
+        return true;
+    }
+    if (ctx->status != HFT_OK) return false;
+    *w = hft_autocast_round(ctx, *w, low);
+    if (!*w) return false;
+    *W = mat_of(*w, 0, NULL);
+    return true;
+}
+
+/* Autocast in backward: dY rounded to `low` in a pool buffer (released by the caller), as a matrix. */
+static hft_tensor *low_grad(hft_ctx *ctx, hft_tensor *gy, hft_dtype low, mat *G) {
+    hft_tensor *r = ag_pool_tensor(ctx, HFT_F32, gy->ndim, gy->shape);
+    if (!r) return NULL;
+    ag_round_into(ctx, r, gy, low);
+    rows_of(r, G);
+    return r;
+}
+
 static void linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
     hft_tensor *x = node->in[0], *w = node->in[1], *bias = node->n_in > 2 ? node->in[2] : NULL;
     int64_t K = x->shape[x->ndim - 1], N = w->shape[0], M = hft_tensor_numel(x) / (K ? K : 1);
+    const linear_saved *s = node->saved;
+    hft_dtype low = s ? s->low : HFT_F32, w_type = HFT_F32;
     mat X, G, W;
     rows_of(x, &X);
     rows_of(gy, &G);
     W = mat_of(w, 0, NULL);
+    hft_tensor *g_low = NULL;
+    if (low != HFT_F32) {
+        if (!(g_low = low_grad(ctx, gy, low, &G))) return;
+        if (x->requires_grad && !low_weight(ctx, &w, &W, low, &w_type)) {
+            ag_pool_tensor_release(ctx, g_low);
+            return;
+        }
+        w = node->in[1];
+    }
     if (x->requires_grad) { /* dX [M, K] = dY [M, N] W [N, K] */
         ag_grad g;
         if (ag_grad_begin(ctx, x, AG_STRIDED, &g)) {
@@ -252,8 +311,8 @@ static void linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
                 if (!tmp) return;
                 rows_of(tmp, &D);
             }
-            run_gemm(ctx, x->dtype, 1, M, K, N, G, false, W, W.trans, D, false, tmp ? false : g.accumulate,
-                     1.0);
+            run_gemm_typed(ctx, x->dtype, 1, M, K, N, G, false, W, W.trans, D, false, tmp ? false : g.accumulate,
+                           1.0, HFT_F32, w_type);
             if (tmp) {
                 ag_copy_into(ctx, g.dst, tmp, g.accumulate);
                 ag_pool_tensor_release(ctx, tmp);
@@ -268,10 +327,12 @@ static void linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
         gflat.ndim = 2;
         gflat.shape[0] = M;
         gflat.shape[1] = N;
+        rows_of(gy, &G);
         gflat.stride[0] = G.ld;
         gflat.stride[1] = 1;
         ag_grad_from_broadcast(ctx, bias, &gflat);
     }
+    if (g_low) ag_pool_tensor_release(ctx, g_low);
 }
 
 hft_tensor *hft_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *w, hft_tensor *bias) {
@@ -299,6 +360,13 @@ hft_tensor *hft_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *w, hft_tensor *b
         if (!w) return NULL;
         W = mat_of(w, 0, NULL);
     }
+    hft_dtype low = x->dtype == HFT_F32 ? ag_autocast_low(ctx, "linear") : HFT_F32, w_type = HFT_F32;
+    hft_tensor *w_param = w;
+    if (low != HFT_F32) {
+        if (!(x = hft_autocast_round(ctx, x, low))) return NULL;
+        rows_of(x, &X);
+        if (!low_weight(ctx, &w, &W, low, &w_type)) return NULL;
+    }
     int64_t shape[HFT_MAX_DIMS];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     shape[x->ndim - 1] = N;
@@ -308,25 +376,28 @@ hft_tensor *hft_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *w, hft_tensor *b
     if (bias) ag_copy_into(ctx, y, bias, false); /* y starts as the bias rows; the GEMM adds x Wᵀ */
     mat Y;
     rows_of(y, &Y);
-    run_gemm(ctx, x->dtype, 1, M, N, K, X, false, W, !W.trans, Y, false, bias != NULL, 1.0);
+    run_gemm_typed(ctx, x->dtype, 1, M, N, K, X, false, W, !W.trans, Y, false, bias != NULL, 1.0, HFT_F32, w_type);
     in[0] = x;
-    in[1] = w;
-    ag_record(ctx, "linear", linear_backward, y, bias ? 3 : 2, in, 0);
+    in[1] = w_type != HFT_F32 ? w_param : w;
+    hft_node *node = ag_record(ctx, "linear", linear_backward, y, bias ? 3 : 2, in, sizeof(linear_saved));
+    if (node) ((linear_saved *)node->saved)->low = low;
     return y;
 }
 
 /* ---------------------------------------------------------------- LoRA's linear */
 
 typedef struct lora_saved {
-    hft_tensor *u; /* scale · xd Aᵀ, [M, r] */
+    hft_tensor *u; /* scale · xd Aᵀ, [M, r] (rounded under autocast) */
     double scale;
     bool has_bias;
+    hft_dtype low; /* autocast */
 } lora_saved;
 
 /* dst (+)= dY W + scale · dU A, the gradient of an input that feeds the base (with_base) and/or the
  * branch (with_branch). */
 static void lora_input_grad(hft_ctx *ctx, hft_tensor *input, mat G, mat W, bool with_base, mat DU, mat A,
-                            bool with_branch, int64_t M, int64_t K, int64_t N, int64_t r, double scale) {
+                            bool with_branch, int64_t M, int64_t K, int64_t N, int64_t r, double scale,
+                            hft_dtype w_type, hft_dtype a_type) {
     ag_grad g;
     if (!ag_grad_begin(ctx, input, AG_STRIDED, &g)) return;
     mat D;
@@ -338,10 +409,11 @@ static void lora_input_grad(hft_ctx *ctx, hft_tensor *input, mat G, mat W, bool 
     }
     bool acc = tmp ? false : g.accumulate;
     if (with_base) {
-        run_gemm(ctx, input->dtype, 1, M, K, N, G, false, W, W.trans, D, false, acc, 1.0);
+        run_gemm_typed(ctx, input->dtype, 1, M, K, N, G, false, W, W.trans, D, false, acc, 1.0, HFT_F32, w_type);
         acc = true;
     }
-    if (with_branch) run_gemm(ctx, input->dtype, 1, M, K, r, DU, false, A, A.trans, D, false, acc, scale);
+    if (with_branch)
+        run_gemm_typed(ctx, input->dtype, 1, M, K, r, DU, false, A, A.trans, D, false, acc, scale, HFT_F32, a_type);
     if (tmp) {
         ag_copy_into(ctx, g.dst, tmp, g.accumulate);
         ag_pool_tensor_release(ctx, tmp);
@@ -359,6 +431,17 @@ static void lora_linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
     rows_of(gy, &G);
     rows_of(xd, &XD);
     rows_of(s->u, &U);
+    hft_dtype low = s->low, w_type = HFT_F32, a_type = HFT_F32, b_type = HFT_F32;
+    hft_tensor *g_low = NULL;
+    if (low != HFT_F32) { /* the cached copies (unchanged since forward) and dY rounded */
+        hft_tensor *w2 = w, *a2 = a, *b2 = b;
+        if (!(g_low = low_grad(ctx, gy, low, &G))) return;
+        if (!low_weight(ctx, &w2, &W, low, &w_type) || !low_weight(ctx, &a2, &A, low, &a_type) ||
+            !low_weight(ctx, &b2, &B, low, &b_type)) {
+            ag_pool_tensor_release(ctx, g_low);
+            return;
+        }
+    }
     /* dB [N, r] = dYᵀ U */
     if (b->requires_grad) grad_gemm(ctx, b, 0, NULL, N, r, M, G, true, U, false, 1.0);
     bool same = xd == x;
@@ -368,18 +451,19 @@ static void lora_linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
         if (!du) return;
         mat DU;
         rows_of(du, &DU);
-        run_gemm(ctx, x->dtype, 1, M, r, N, G, false, B, B.trans, DU, false, false, 1.0);
+        run_gemm_typed(ctx, x->dtype, 1, M, r, N, G, false, B, B.trans, DU, false, false, 1.0, HFT_F32, b_type);
+        if (low != HFT_F32) ag_round_into(ctx, du, du, low);
         /* dA [r, K] = scale · dUᵀ XD */
         if (a->requires_grad) grad_gemm(ctx, a, 0, NULL, r, K, M, DU, true, XD, false, s->scale);
         if (same && x->requires_grad)
-            lora_input_grad(ctx, x, G, W, true, DU, A, true, M, K, N, r, s->scale);
+            lora_input_grad(ctx, x, G, W, true, DU, A, true, M, K, N, r, s->scale, w_type, a_type);
         else if (xd->requires_grad)
-            lora_input_grad(ctx, xd, G, W, false, DU, A, true, M, K, N, r, s->scale);
+            lora_input_grad(ctx, xd, G, W, false, DU, A, true, M, K, N, r, s->scale, w_type, a_type);
         ag_pool_tensor_release(ctx, du);
     }
     if (!same && x->requires_grad) {
         mat none = {0};
-        lora_input_grad(ctx, x, G, W, true, none, A, false, M, K, N, r, s->scale);
+        lora_input_grad(ctx, x, G, W, true, none, A, false, M, K, N, r, s->scale, w_type, a_type);
     }
     if (w->requires_grad) { /* a base weight that trains (not LoRA's use, but correct): dW = dYᵀ X */
         mat X;
@@ -391,10 +475,12 @@ static void lora_linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
         gflat.ndim = 2;
         gflat.shape[0] = M;
         gflat.shape[1] = N;
+        rows_of(gy, &G);
         gflat.stride[0] = G.ld;
         gflat.stride[1] = 1;
         ag_grad_from_broadcast(ctx, bias, &gflat);
     }
+    if (g_low) ag_pool_tensor_release(ctx, g_low);
 }
 
 hft_tensor *hft_lora_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *w, hft_tensor *bias, hft_tensor *xd,
@@ -438,6 +524,21 @@ hft_tensor *hft_lora_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *w, hft_tens
         if (!B.ok && !(b = hft_contiguous(ctx, b))) return NULL;
         W = mat_of(w, 0, NULL), A = mat_of(a, 0, NULL), B = mat_of(b, 0, NULL);
     }
+    hft_dtype low = x->dtype == HFT_F32 ? ag_autocast_low(ctx, "lora_linear") : HFT_F32;
+    hft_dtype w_type = HFT_F32, a_type = HFT_F32, b_type = HFT_F32;
+    hft_tensor *w_in = w, *a_in = a, *b_in = b;
+    if (low != HFT_F32) { /* inputs rounded, weights from the cache */
+        if (!(x = hft_autocast_round(ctx, x, low))) return NULL;
+        rows_of(x, &X);
+        if (same)
+            xd = x;
+        else if (!(xd = hft_autocast_round(ctx, xd, low)))
+            return NULL;
+        rows_of(xd, &XD);
+        if (!low_weight(ctx, &w, &W, low, &w_type) || !low_weight(ctx, &a, &A, low, &a_type) ||
+            !low_weight(ctx, &b, &B, low, &b_type))
+            return NULL;
+    }
     int64_t M = hft_tensor_numel(x) / (K ? K : 1);
     int64_t shape[HFT_MAX_DIMS];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
@@ -449,12 +550,15 @@ hft_tensor *hft_lora_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *w, hft_tens
     rows_of(y, &Y);
     rows_of(u, &U);
     /* U = scale · XD Aᵀ ; Y = bias + X Wᵀ + U Bᵀ — one [M, N] output */
-    run_gemm(ctx, x->dtype, 1, M, r, K, XD, false, A, !A.trans, U, false, false, scale);
+    run_gemm_typed(ctx, x->dtype, 1, M, r, K, XD, false, A, !A.trans, U, false, false, scale, HFT_F32, a_type);
+    if (low != HFT_F32) ag_round_into(ctx, u, u, low); /* the bottleneck enters B's GEMM in low precision */
     if (bias) ag_copy_into(ctx, y, bias, false);
-    run_gemm(ctx, x->dtype, 1, M, N, K, X, false, W, !W.trans, Y, false, bias != NULL, 1.0);
-    run_gemm(ctx, x->dtype, 1, M, N, r, U, false, B, !B.trans, Y, false, true, 1.0);
-    in[0] = x, in[1] = w, in[2] = xd, in[3] = a, in[4] = b;
+    run_gemm_typed(ctx, x->dtype, 1, M, N, K, X, false, W, !W.trans, Y, false, bias != NULL, 1.0, HFT_F32, w_type);
+    run_gemm_typed(ctx, x->dtype, 1, M, N, r, U, false, B, !B.trans, Y, false, true, 1.0, HFT_F32, b_type);
+    in[0] = x, in[1] = w_type != HFT_F32 ? w_in : w, in[2] = xd, in[3] = a_type != HFT_F32 ? a_in : a;
+    in[4] = b_type != HFT_F32 ? b_in : b;
     hft_node *node = ag_record(ctx, "lora_linear", lora_linear_backward, y, n_in, in, sizeof(lora_saved));
-    if (node) *(lora_saved *)node->saved = (lora_saved){.u = u, .scale = scale, .has_bias = bias != NULL};
+    if (node)
+        *(lora_saved *)node->saved = (lora_saved){.u = u, .scale = scale, .has_bias = bias != NULL, .low = low};
     return y;
 }

@@ -148,6 +148,9 @@ typedef struct hft_gemm_args {
     int64_t ldc;
     int64_t batch;
     int64_t stride_a, stride_b, stride_c;
+    /* The f32 GEMM only: operands held in bf16 or f16 (autocast's weight cache), multiplied exactly with f32
+     * accumulation; HFT_F32 (0) for f32 operands. Batch 1 only. */
+    hft_dtype a_type, b_type;
 } hft_gemm_args;
 
 /* Element-wise maps: out (+)= f(in[0], in[1], in[2]) over out's shape; the inputs are views already

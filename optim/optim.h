@@ -86,6 +86,32 @@ void hft_optimizer_set_steps(hft_optimizer *opt, int64_t steps);
  * for the caller to decide (skip the step or stop). max_norm <= 0 only measures. */
 hft_status hft_clip_grad_norm(hft_paramset *ps, double max_norm, double *norm);
 
+/* ---------------------------------------------------------------- loss scaling (fp16) */
+
+/* torch.amp.GradScaler's settings and defaults: 65536, ×2 after 2000 clean steps, ×0.5 on inf/NaN. */
+typedef struct hft_loss_scaler_config {
+    double init_scale, growth_factor, backoff_factor;
+    int64_t growth_interval;
+} hft_loss_scaler_config;
+
+/* The scaler's state, all of it (checkpoints store scale and growth_tracker, as GradScaler's state_dict). */
+typedef struct hft_loss_scaler {
+    hft_loss_scaler_config config;
+    float scale; /* an f32, as torch keeps it */
+    int64_t growth_tracker; /* clean steps in a row since the last change */
+    int64_t skipped;        /* steps skipped in this process (not saved) */
+} hft_loss_scaler;
+
+hft_loss_scaler_config hft_loss_scaler_defaults(void);
+hft_status hft_loss_scaler_init(hft_loss_scaler *s, const hft_loss_scaler_config *cfg);
+/* Multiplies every trainable gradient by 1/scale (materialising unwritten ones) and returns whether any
+ * was inf or NaN: then the step must be skipped (the gradients are garbage) and hft_loss_scaler_update
+ * told so. */
+bool hft_loss_scaler_unscale(hft_loss_scaler *s, hft_paramset *ps);
+/* After each optimizer step, taken or skipped: backs off on found_inf, grows after growth_interval clean
+ * steps (torch's _amp_update_scale_). */
+void hft_loss_scaler_update(hft_loss_scaler *s, bool found_inf);
+
 /* ---------------------------------------------------------------- learning-rate schedules */
 
 typedef enum hft_schedule_kind {

@@ -796,6 +796,102 @@ TEST(test_f64_kernels_agree) {
     CHECK(kt->sumsq[HFT_F64](x, 5) == 14.25, "f64 sumsq");
 }
 
+/* ---------------------------------------------------------------- the fp16 loss scaler */
+
+#define SCALER_FIXTURE "tests/fixtures/optim/grad_scaler.safetensors"
+
+static hft_tensor *load_from(hft_safetensors *f, const char *key) {
+    hft_tensor *t = NULL;
+    if (hft_safetensors_load(f, key, HFT_F32, false, &t) != HFT_OK) CHECK(false, "%s: %s", key, hft_error_message());
+    return t;
+}
+
+/* torch.amp.GradScaler (growth_interval 3) through 40 SGD steps with overflowing and NaN gradients: the
+ * same scale after every update, the same steps skipped, unscaled gradients and parameters bit for bit. */
+TEST(test_loss_scaler_matches_grad_scaler) {
+    hft_safetensors *f = NULL;
+    if (hft_safetensors_open(SCALER_FIXTURE, &f) != HFT_OK) {
+        CHECK(false, "%s: %s", SCALER_FIXTURE, hft_error_message());
+        return;
+    }
+    cJSON *cfg = cJSON_Parse(hft_safetensors_metadata(f, "config"));
+    cJSON *infs = cJSON_Parse(hft_safetensors_metadata(f, "inf_steps"));
+    cJSON *nans = cJSON_Parse(hft_safetensors_metadata(f, "nan_steps"));
+    hft_loss_scaler_config c = {
+        .init_scale = cJSON_GetObjectItem(cfg, "init_scale")->valuedouble,
+        .growth_factor = cJSON_GetObjectItem(cfg, "growth_factor")->valuedouble,
+        .backoff_factor = cJSON_GetObjectItem(cfg, "backoff_factor")->valuedouble,
+        .growth_interval = cJSON_GetObjectItem(cfg, "growth_interval")->valueint};
+    hft_loss_scaler sc;
+    CHECK_OK(hft_loss_scaler_init(&sc, &c), NULL);
+    const char *names[2] = {"a", "b"};
+    hft_paramset *ps = hft_paramset_new();
+    hft_tensor *grads[2], *want_p[2], *want_g[2];
+    char key[64];
+    for (int i = 0; i < 2; i++) {
+        snprintf(key, sizeof key, "init/%s", names[i]);
+        hft_paramset_add(ps, names[i], load_from(f, key), 0);
+        snprintf(key, sizeof key, "grads/%s", names[i]);
+        grads[i] = load_from(f, key);
+        snprintf(key, sizeof key, "params/%s", names[i]);
+        want_p[i] = load_from(f, key);
+        snprintf(key, sizeof key, "unscaled/%s", names[i]);
+        want_g[i] = load_from(f, key);
+    }
+    hft_paramset_finalize(ps, 0);
+    hft_tensor *want_scale = load_from(f, "scale"), *want_found = load_from(f, "found_inf");
+    hft_optim_config oc = hft_optim_defaults(HFT_OPTIM_SGD);
+    oc.lr = 0.1;
+    hft_optimizer *opt = NULL;
+    CHECK_OK(hft_optimizer_new(ps, &oc, 0, NULL, &opt), NULL);
+    int steps = (int)hft_tensor_numel(want_scale), skipped = 0;
+    for (int k = 0; k < steps && test_failures == 0; k++) {
+        for (int i = 0; i < 2; i++) { /* backward of the scaled loss: grad × scale in f32 */
+            hft_param *p = hft_paramset_get(ps, i);
+            int64_t n = hft_tensor_numel(p->value);
+            float *g = hft_tensor_data(p->grad);
+            const float *src = (const float *)hft_tensor_data(grads[i]) + k * n;
+            for (int64_t j = 0; j < n; j++) g[j] = src[j] * sc.scale;
+            p->value->flags |= HFT_TENSOR_GRAD_SET;
+        }
+        const cJSON *e;
+        cJSON_ArrayForEach(e, infs) if (e->valueint == k)((float *)hft_tensor_data(hft_paramset_get(ps, 0)->grad))[0] = INFINITY;
+        cJSON_ArrayForEach(e, nans) if (e->valueint == k)((float *)hft_tensor_data(hft_paramset_get(ps, 0)->grad))[0] = NAN;
+        bool found = hft_loss_scaler_unscale(&sc, ps);
+        CHECK(found == (((float *)hft_tensor_data(want_found))[k] != 0), "step %d: found_inf %d", k, found);
+        for (int i = 0; i < 2 && !found; i++) {
+            hft_param *p = hft_paramset_get(ps, i);
+            int64_t n = hft_tensor_numel(p->value);
+            CHECK(memcmp(hft_tensor_data(p->grad), (const float *)hft_tensor_data(want_g[i]) + k * n, 4 * (size_t)n) == 0,
+                  "step %d: %s's unscaled gradient differs from GradScaler's", k, names[i]);
+        }
+        if (!found) CHECK_OK(hft_optimizer_step(opt, 1.0), NULL);
+        skipped += found;
+        hft_loss_scaler_update(&sc, found);
+        hft_paramset_zero_grad(ps);
+        CHECK(sc.scale == ((float *)hft_tensor_data(want_scale))[k], "step %d: scale %g, torch %g", k, sc.scale,
+              ((float *)hft_tensor_data(want_scale))[k]);
+        for (int i = 0; i < 2; i++) {
+            hft_param *p = hft_paramset_get(ps, i);
+            int64_t n = hft_tensor_numel(p->value);
+            CHECK(memcmp(hft_tensor_data(p->value), (const float *)hft_tensor_data(want_p[i]) + k * n, 4 * (size_t)n) == 0,
+                  "step %d: %s differs from torch's after the step", k, names[i]);
+        }
+    }
+    CHECK(skipped == cJSON_GetArraySize(infs) + cJSON_GetArraySize(nans), "%d steps skipped", skipped);
+    hft_loss_scaler bad;
+    hft_loss_scaler_config wrong = c;
+    wrong.backoff_factor = 1.5;
+    CHECK(hft_loss_scaler_init(&bad, &wrong) == HFT_EINVAL && strstr(hft_error_message(), "backoff_factor"),
+          "a backoff factor above 1 is refused: %s", hft_error_message());
+    for (int i = 0; i < 2; i++) hft_tensor_free(grads[i]), hft_tensor_free(want_p[i]), hft_tensor_free(want_g[i]);
+    hft_tensor_free(want_scale), hft_tensor_free(want_found);
+    hft_optimizer_free(opt);
+    hft_paramset_free(ps);
+    cJSON_Delete(cfg), cJSON_Delete(infs), cJSON_Delete(nans);
+    hft_safetensors_close(f);
+}
+
 int main(int argc, char **argv) {
     static const test_case cases[] = {
         {"test_parity_all_cases", test_parity_all_cases},
@@ -807,6 +903,7 @@ int main(int argc, char **argv) {
         {"test_sumsq", test_sumsq},
         {"test_adafactor_threads", test_adafactor_threads},
         {"test_f64_kernels_agree", test_f64_kernels_agree},
+        {"test_loss_scaler_matches_grad_scaler", test_loss_scaler_matches_grad_scaler},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

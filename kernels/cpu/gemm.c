@@ -7,6 +7,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
 
 /* Below this many flops a GEMM runs on one thread: a parallel region costs a few microseconds. */
 #define PARALLEL_GEMM_FLOPS (1 << 21)
@@ -84,7 +85,71 @@ static void gemm_batch_entries(int64_t i0, int64_t i1, void *job) {
                  j->g.c + (size_t)(i * j->sc) * es);
 }
 
+/* ---------------------------------------------------------------- low-precision operands */
+
+/* Operands held in bf16/f16 are widened to f32 into buffers kept for the next call (grown, never shrunk:
+ * no allocation in a steady step), then multiplied by sgemm: exact products of the low-precision values
+ * with f32 accumulation, the fallback where the CPU has no bf16 dot product. */
+typedef struct widen_job {
+    hft_dtype type;
+    const char *src;
+    float *dst;
+    int64_t cols, ld;
+} widen_job;
+
+static void widen_rows(int64_t r0, int64_t r1, void *job) {
+    const widen_job *w = job;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint16_t *s = (const uint16_t *)w->src + r * w->ld;
+        float *d = w->dst + r * w->cols;
+        if (w->type == HFT_BF16)
+            for (int64_t c = 0; c < w->cols; c++) d[c] = hft_bf16_to_f32(s[c]);
+        else
+            for (int64_t c = 0; c < w->cols; c++) d[c] = hft_f16_to_f32(s[c]);
+    }
+}
+
+/* A stored [rows, cols] matrix (leading dim ld) as f32 in scratch slot `slot`; its new ld is cols. */
+static const float *widen(int slot, hft_dtype type, const void *src, int64_t rows, int64_t cols, int64_t ld) {
+    static float *scratch[2];
+    static size_t capacity[2];
+    size_t need = (size_t)(rows * cols);
+    if (need > capacity[slot]) {
+        free(scratch[slot]);
+        scratch[slot] = malloc(need * sizeof(float));
+        capacity[slot] = scratch[slot] ? need : 0;
+        if (!scratch[slot]) return NULL;
+    }
+    widen_job w = {type, src, scratch[slot], cols, ld};
+    hft_parallel_range(rows, rows * cols > 32768, widen_rows, &w);
+    return scratch[slot];
+}
+
+static void gemm(hft_dtype dt, const hft_gemm_args *args);
+
+static void gemm_low_operands(const hft_gemm_args *args) {
+    hft_gemm_args g = *args;
+    if (g.a_type != HFT_F32) {
+        int64_t rows = g.trans_a ? g.k : g.m, cols = g.trans_a ? g.m : g.k;
+        g.a = widen(0, g.a_type, g.a, rows, cols, g.lda);
+        g.lda = cols > 0 ? cols : 1;
+    }
+    if (g.b_type != HFT_F32) {
+        int64_t rows = g.trans_b ? g.n : g.k, cols = g.trans_b ? g.k : g.n;
+        g.b = widen(1, g.b_type, g.b, rows, cols, g.ldb);
+        g.ldb = cols > 0 ? cols : 1;
+    }
+    if (!g.a || !g.b) abort(); /* out of memory for a scratch buffer the size of one weight */
+    g.a_type = g.b_type = HFT_F32;
+    g.batch = 1;
+    gemm(HFT_F32, &g);
+}
+
 static void gemm(hft_dtype dt, const hft_gemm_args *args) {
+    if (dt == HFT_F32 && (args->a_type != HFT_F32 || args->b_type != HFT_F32)) {
+        gemm_low_operands(args);
+        return;
+    }
     size_t es = hft_dtype_size(dt);
     batch_job j = {.g = {.dt = dt,
                          .ta = args->trans_a,
