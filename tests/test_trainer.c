@@ -384,6 +384,67 @@ TEST(lora_resume_is_bit_identical_and_the_base_is_checked) {
         free(base);
 }
 
+/* The "loss" values of a run's metrics.jsonl, in order (at most n). */
+static int logged_losses(const char *run, double *out, int n) {
+    char *dir = in_root(run), *path = fs_join(dir, "metrics.jsonl"), *text = fs_read_text(path, NULL);
+    int k = 0;
+    for (const char *p = text; p && k < n && (p = strstr(p, "{\"loss\":")); p++) out[k++] = atof(p + 8);
+    free(text), free(path), free(dir);
+    return k;
+}
+
+/* bf16 autocast for 200 steps of the tiny GPT: every logged loss (a mean over 10 steps) within 2% of the
+ * fp32 run's, and the runs really differ (autocast is on). */
+TEST(bf16_training_stays_within_a_band_of_fp32) {
+    write_config(0.0);
+    char *f32_ov[] = {"max_steps=200", "logging_steps=10"}, *bf16_ov[] = {"max_steps=200", "logging_steps=10", "bf16=true"};
+    CHECK(train("band32", "", 2, f32_ov) && train("band16", "", 3, bf16_ov), "both runs finish");
+    double a[32], b[32], worst = 0;
+    int na = logged_losses("band32", a, 32), nb = logged_losses("band16", b, 32);
+    CHECK(na == nb && na >= 20, "%d and %d logged losses", na, nb);
+    bool differ = false;
+    for (int i = 0; i < na && i < nb; i++) {
+        double rel = fabs(a[i] - b[i]) / a[i];
+        if (rel > worst) worst = rel;
+        differ |= a[i] != b[i];
+    }
+    printf("  fp32 loss %.4f -> %.4f; bf16 within %.3f%% of it at every log line\n", a[0], a[na - 1], 100 * worst);
+    CHECK(worst <= 0.02, "bf16's loss is %.2f%% away from fp32's", 100 * worst);
+    CHECK(differ, "the bf16 run computes something else than the fp32 one");
+    CHECK(a[na - 1] < a[0] - 0.5 && b[nb - 1] < b[0] - 0.5, "both learn");
+    write_config(0.1);
+}
+
+/* bf16 and fp16 (with its loss scaler's state) resume bit-identical: a run continued from its step-3
+ * checkpoint ends where the uninterrupted run does. And LoRA trains under bf16. */
+TEST(mixed_precision_resume_is_bit_identical) {
+    const char *modes[] = {"bf16=true", "fp16=true"};
+    for (int i = 0; i < 2; i++) {
+        char full[32], part[32], cmd[1024];
+        snprintf(full, sizeof full, "mp%d", i);
+        snprintf(part, sizeof part, "mp%dr", i);
+        char *ov[] = {(char *)modes[i], "max_steps=6", "save_steps=3"};
+        CHECK(train(full, "", 3, ov), "%s: the uninterrupted run", modes[i]);
+        char *a = in_root(full), *b = in_root(part);
+        snprintf(cmd, sizeof cmd, "mkdir -p %s && cp -r %s/checkpoint-3 %s/", b, a, b);
+        CHECK(system(cmd) == 0, "%s", cmd);
+        char *rov[] = {(char *)modes[i], "max_steps=6", "save_steps=3", "resume_from_checkpoint=true"};
+        CHECK(train(part, "", 4, rov), "%s: the resumed run", modes[i]);
+        int64_t na, nb;
+        double *pa = params_of(a, &na), *pb = params_of(b, &nb);
+        int64_t diff = 0;
+        for (int64_t j = 0; j < na && na == nb; j++) diff += pa[j] != pb[j];
+        CHECK(na == nb && na > 0 && diff == 0, "%s: %lld of %lld parameters differ after resuming", modes[i],
+              (long long)diff, (long long)na);
+        free(pa), free(pb), free(a), free(b);
+    }
+    char *lora_ov[] = {"bf16=true", "max_steps=4"};
+    CHECK(train("mplora", LORA_SECTION, 2, lora_ov), "LoRA under bf16");
+    char *adapter = in_root("mplora/adapter_model.safetensors");
+    CHECK(fs_exists(adapter), "the adapter is saved");
+    free(adapter);
+}
+
 int main(int argc, char **argv) {
     setup();
     static const test_case cases[] = {
@@ -398,6 +459,8 @@ int main(int argc, char **argv) {
         {"early_stopping_ends_a_run_that_stops_improving", early_stopping_ends_a_run_that_stops_improving},
         {"lora_resume_is_bit_identical_and_the_base_is_checked",
          lora_resume_is_bit_identical_and_the_base_is_checked},
+        {"bf16_training_stays_within_a_band_of_fp32", bf16_training_stays_within_a_band_of_fp32},
+        {"mixed_precision_resume_is_bit_identical", mixed_precision_resume_is_bit_identical},
     };
     int rc = test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
     fs_remove_tree(root);

@@ -49,6 +49,8 @@ static const key_spec keys[] = {
      "load as this architecture, e.g. BertForSequenceClassification (adds a new head)"},
     {"model", "num_labels", NULL, K_INT, F(num_labels), "0", 0, 1e9, false, NULL,
      "labels of a new classification head (0: the model config's)"},
+    {"model", "dtype", "torch_dtype", K_ENUM, F(model_dtype), "float32", 0, 0, false, "float32|bfloat16|float16|auto",
+     "how the weights are held (only float32 yet; bf16: true trains with bf16 GEMM inputs)"},
     {"tokenizer", "path", NULL, K_STR, F(tokenizer_path), "", 0, 0, false, NULL,
      "tokenizer.json or its folder; \"bytes\" for a byte-level tokenizer; default: the model folder"},
     {"data", "train_file", NULL, K_FILE, F(train_file), "", 0, 0, false, NULL, "the training data"},

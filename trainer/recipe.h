@@ -54,6 +54,7 @@ typedef struct hft_recipe {
     bool gradient_checkpointing, dataloader_drop_last;
     char *resume_from_checkpoint; /* "": no; "true": the newest in output_dir; else a checkpoint folder */
     bool bf16, fp16;
+    char *model_dtype; /* model.dtype (torch_dtype): float32, bfloat16, float16, auto */
     int64_t threads; /* 0: OMP_NUM_THREADS or all cores */
     double ddp_timeout; /* seconds a collective waits for the other ranks */
     /* lr_scheduler_kwargs (transformers' scheduler_specific_kwargs); NaN / INT64_MIN / "" when not given */

@@ -63,6 +63,10 @@ typedef struct trainer {
     hft_grad_sync *sync;
     int64_t *positions; /* per micro-batch of the window: the global sample index of this rank's slice */
     struct block_arg *blocks; /* gradient checkpointing: each block's arguments, alive until backward */
+    /* mixed precision: autocast's dtype (HFT_F32: off); fp16's loss scaler and the steps it skipped */
+    hft_dtype autocast;
+    hft_loss_scaler scaler;
+    int64_t skipped_steps;
 } trainer;
 
 static double now(void) {
@@ -294,10 +298,17 @@ static hft_status build_optimizer(trainer *t) {
 
 static hft_status setup(trainer *t) {
     const hft_recipe *r = t->r;
-    if (r->bf16 || r->fp16)
+    char w[600];
+    if (strcmp(r->model_dtype, "bfloat16") == 0 || strcmp(r->model_dtype, "float16") == 0)
         return hft_error(HFT_EUNSUPPORTED,
-                         "%s: mixed precision (bf16, fp16) is not implemented yet; train in float32",
-                         r->path ? r->path : "recipe");
+                         "%s: model.dtype %s: holding the weights in low precision is not implemented yet; they "
+                         "are held in float32 (bf16: true or fp16: true trains with low-precision GEMM inputs)",
+                         hft_recipe_where(r, "dtype", w, sizeof w), r->model_dtype);
+    t->autocast = r->bf16 ? HFT_BF16 : r->fp16 ? HFT_F16 : HFT_F32;
+    if (r->fp16) {
+        hft_loss_scaler_config sc = hft_loss_scaler_defaults();
+        HFT_TRY(hft_loss_scaler_init(&t->scaler, &sc));
+    }
     if (r->threads > 0) hft_threads_set((int)r->threads);
     HFT_TRY(load_model(t));
     HFT_TRY(load_tokenizer(t));
@@ -341,6 +352,7 @@ static hft_status setup(trainer *t) {
     HFT_TRY(build_optimizer(t));
     t->ctx = hft_ctx_new(NULL);
     if (!t->ctx) return hft_error_status();
+    HFT_TRY(hft_set_autocast(t->ctx, t->autocast));
     t->indices = calloc((size_t)(t->accum * t->batch_size), sizeof *t->indices);
     t->counts = calloc((size_t)t->accum, sizeof *t->counts);
     t->positions = calloc((size_t)t->accum, sizeof *t->positions);
@@ -426,6 +438,11 @@ static hft_status resume(trainer *t) {
         t->micro_in_epoch = s.cursor.offset / (t->batch_size * t->world);
         t->log.global_step = s.global_step;
         t->log.total_flos = s.total_flos;
+        t->skipped_steps = s.skipped_steps;
+        if (t->r->fp16 && s.scaler_scale > 0) { /* GradScaler.load_state_dict */
+            t->scaler.scale = (float)s.scaler_scale;
+            t->scaler.growth_tracker = s.scaler_growth_tracker;
+        }
         int64_t positions[4096];
         if (t->world > 1 && s.world_size == t->world && t->world <= 4096 &&
             train_state_rank_positions(state_path, t->world, positions) && positions[t->rank] != next_position(t))
@@ -508,6 +525,12 @@ static int64_t next_window(trainer *t) {
     return m;
 }
 
+/* The schedule's step: the optimizer steps taken (HF does not step the scheduler on a step the loss
+ * scaler skipped). */
+static int64_t lr_step(const trainer *t) {
+    return t->global_step - t->skipped_steps;
+}
+
 static hft_status train_step(trainer *t, double *step_loss) {
     int64_t m = next_window(t);
     if (m == 0) {
@@ -522,7 +545,8 @@ static hft_status train_step(trainer *t, double *step_loss) {
     snprintf(what, sizeof what, "step %lld: counting the loss terms", (long long)t->global_step + 1);
     double global_terms = (double)terms; /* under mpirun: every rank's, so the sum over ranks is the mean */
     if (t->sync) HFT_TRY(hft_dist_allreduce_f64(t->dist, &global_terms, 1, HFT_DIST_SUM, what));
-    double scale = 1.0 / (global_terms > 0 ? global_terms : 1.0);
+    double loss_scale = t->r->fp16 ? (double)t->scaler.scale : 1.0; /* fp16: GradScaler's scale */
+    double scale = loss_scale / (global_terms > 0 ? global_terms : 1.0);
     double totals[2] = {0, 0}; /* this rank's share of the loss, its tokens */
     for (int64_t i = 0; i < m; i++) {
         const int64_t *idx = t->indices + i * t->batch_size;
@@ -549,7 +573,7 @@ static hft_status train_step(trainer *t, double *step_loss) {
                 return st;
             }
         }
-        totals[0] += (double)*(float *)hft_tensor_data(scaled);
+        totals[0] += (double)*(float *)hft_tensor_data(scaled) / loss_scale;
         totals[1] += (double)hft_tensor_numel(b.input_ids);
         hft_ctx_reset(t->ctx);
         t->micro_in_epoch++;
@@ -561,10 +585,23 @@ static hft_status train_step(trainer *t, double *step_loss) {
     double loss = totals[0];
     t->tokens_seen += (int64_t)totals[1];
     t->cursor = hft_sampler_cursor(t->sampler);
-    if (!isfinite(loss))
+    if (!isfinite(loss) && !t->r->fp16) /* fp16: an overflow is the loss scaler's to handle */
         return hft_error(HFT_ENUMERIC, "step %lld: the loss is %g; stopping (the last checkpoint is intact)",
                          (long long)t->global_step + 1, loss);
     hft_paramset *ps = hft_model_params(t->model);
+    *step_loss = loss;
+    if (t->r->fp16 && hft_loss_scaler_unscale(&t->scaler, ps)) { /* inf/NaN gradients: skip, back off */
+        float was = t->scaler.scale;
+        hft_loss_scaler_update(&t->scaler, true);
+        hft_paramset_zero_grad(ps);
+        t->global_step++;
+        t->skipped_steps++;
+        t->last_grad_norm = NAN;
+        logbook_progress_clear(&t->log);
+        printf("step %lld: inf/NaN gradients at loss scale %g; the step is skipped, the scale now %g\n",
+               (long long)t->global_step, was, t->scaler.scale);
+        return HFT_OK;
+    }
     double norm = 0;
     hft_status st = hft_clip_grad_norm(ps, t->r->max_grad_norm, &norm);
     if (st == HFT_ENUMERIC)
@@ -572,11 +609,11 @@ static hft_status train_step(trainer *t, double *step_loss) {
                          "step %lld: the gradient norm is %g; stopping (the last checkpoint is intact)",
                          (long long)t->global_step + 1, norm);
     HFT_TRY(st);
-    HFT_TRY(hft_optimizer_step(t->opt, hft_schedule_multiplier(t->sched, t->global_step)));
+    HFT_TRY(hft_optimizer_step(t->opt, hft_schedule_multiplier(t->sched, lr_step(t))));
+    if (t->r->fp16) hft_loss_scaler_update(&t->scaler, false);
     hft_paramset_zero_grad(ps);
     t->global_step++;
     t->last_grad_norm = norm;
-    *step_loss = loss;
     return HFT_OK;
 }
 
@@ -708,7 +745,10 @@ static hft_status save(trainer *t) {
                      .data_seed = (int64_t)t->data_seed,
                      .world_size = t->world,
                      .rank_positions = t->dist ? positions : NULL,
-                     .optimizer_steps = hft_optimizer_steps(t->opt)};
+                     .optimizer_steps = hft_optimizer_steps(t->opt),
+                     .scaler_scale = t->r->fp16 ? (double)t->scaler.scale : 0,
+                     .scaler_growth_tracker = t->scaler.growth_tracker,
+                     .skipped_steps = t->skipped_steps};
     hft_schedule_get_state(t->sched, &s.schedule);
     hft_model_fingerprint(t->model, s.model_fingerprint);
     recipe_fingerprint(t, s.recipe_fingerprint, sizeof s.recipe_fingerprint);
@@ -755,6 +795,17 @@ static void print_plan(const trainer *t) {
            (long long)t->warmup);
     printf("  %s at lr %g, schedule %s; output in %s\n", r->optim, r->learning_rate, r->lr_scheduler_type,
            r->output_dir);
+    if (t->autocast == HFT_F32) {
+        printf("  precision: float32 throughout\n");
+    } else {
+        const char *dt = t->autocast == HFT_BF16 ? "bfloat16" : "float16";
+        printf("  precision: %s autocast; master weights, gradients and optimizer state in float32%s\n", dt,
+               r->fp16 ? "; dynamic loss scaling from 65536 (torch's GradScaler)" : "");
+        for (int i = 0; i < hft_autocast_rule_count(); i++) {
+            const hft_autocast_rule *rule = hft_autocast_rule_get(i);
+            printf("    %-21s %-8s %s\n", rule->op, rule->low ? dt : "float32", rule->how);
+        }
+    }
     printf("  recipe %s, values other than the defaults (hft-train --help lists all):\n",
            r->path ? r->path : "");
     hft_recipe_write_set(r, stdout);
@@ -856,7 +907,7 @@ static hft_status run(trainer *t, bool *stopped) {
     while (t->global_step < t->total_steps && !t->early_stop) {
         HFT_TRY(agree_on_stop(t, &stop));
         if (stop) break;
-        double lr = r->learning_rate * hft_schedule_multiplier(t->sched, t->global_step), loss = 0;
+        double lr = r->learning_rate * hft_schedule_multiplier(t->sched, lr_step(t)), loss = 0;
         int64_t tokens_before = t->tokens_seen;
         HFT_TRY(train_step(t, &loss));
         steps_done++;

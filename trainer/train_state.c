@@ -48,6 +48,11 @@ static void scalars_text(const train_state *s, char *buf, size_t size) {
              s->seed, s->data_seed, s->world_size, s->optimizer_steps, s->schedule.multiplier,
              s->schedule.best, s->schedule.num_bad_epochs, s->schedule.cooldown_counter,
              s->schedule.last_epoch, s->model_fingerprint, s->recipe_fingerprint, s->base_digest);
+    if (s->scaler_scale != 0 || s->skipped_steps != 0) { /* fp16 runs; older files have neither */
+        size_t n = strlen(buf);
+        snprintf(buf + n, size - n, " %.17g %" PRId64 " %" PRId64, s->scaler_scale, s->scaler_growth_tracker,
+                 s->skipped_steps);
+    }
 }
 
 typedef struct attr {
@@ -75,8 +80,14 @@ static const attr attrs[] = {
     A("schedule_cooldown_counter", false, schedule.cooldown_counter),
     A("schedule_last_epoch", false, schedule.last_epoch),
 };
+static const attr optional[] = {
+    A("scaler_scale", true, scaler_scale),
+    A("scaler_growth_tracker", false, scaler_growth_tracker),
+    A("skipped_steps", false, skipped_steps),
+};
 #undef A
 #define N_ATTRS ((int)(sizeof attrs / sizeof attrs[0]))
+#define N_OPTIONAL ((int)(sizeof optional / sizeof optional[0]))
 
 static bool write_attr(hid_t obj, const char *name, hid_t type, const void *v) {
     hid_t space = H5Screate(H5S_SCALAR);
@@ -151,6 +162,9 @@ hft_status train_state_save(const char *path, const train_state *s, hft_optimize
     for (int i = 0; i < N_ATTRS && ok; i++)
         ok = write_attr(f, attrs[i].name, attrs[i].is_double ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64,
                         (const char *)s + attrs[i].off);
+    for (int i = 0; i < N_OPTIONAL && ok; i++)
+        ok = write_attr(f, optional[i].name, optional[i].is_double ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64,
+                        (const char *)s + optional[i].off);
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
     int n = hft_optimizer_state_count(opt);
@@ -205,6 +219,9 @@ static hft_status read_scalars(hid_t f, const char *path, train_state *s) {
         if (!read_attr(f, attrs[i].name, attrs[i].is_double ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64,
                        (char *)s + attrs[i].off))
             return hft_error(HFT_EFORMAT, "%s: the attribute '%s' is missing", path, attrs[i].name);
+    for (int i = 0; i < N_OPTIONAL; i++) /* written since mixed precision: absent in older checkpoints */
+        read_attr(f, optional[i].name, optional[i].is_double ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64,
+                  (char *)s + optional[i].off);
     read_string_attr(f, "model_fingerprint", s->model_fingerprint, sizeof s->model_fingerprint);
     read_string_attr(f, "recipe_fingerprint", s->recipe_fingerprint, sizeof s->recipe_fingerprint);
     read_string_attr(f, "base_digest", s->base_digest, sizeof s->base_digest);

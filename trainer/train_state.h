@@ -18,6 +18,10 @@ typedef struct train_state {
     int64_t world_size;
     int64_t optimizer_steps;
     hft_schedule_state schedule;
+    /* fp16: the loss scaler (torch GradScaler's state_dict), and the optimizer steps it skipped, which the
+     * schedule does not count (HF steps the scheduler only when the optimizer stepped) */
+    double scaler_scale;
+    int64_t scaler_growth_tracker, skipped_steps;
     char model_fingerprint[33];   /* hex of a hash of the architecture and every parameter's name and shape */
     char recipe_fingerprint[128]; /* the recipe values a resume must keep: "batch=8 accum=4 max_length=512" */
     char base_digest[33]; /* training an adapter: hft_model_weights_digest of the frozen base; else "" */
