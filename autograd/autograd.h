@@ -107,6 +107,11 @@ hft_tensor *hft_tensor_wrap(hft_dtype dtype, int ndim, const int64_t *shape, voi
 /* A heap tensor sharing another's storage (reference-counted), contiguous from `offset` elements. */
 hft_tensor *hft_tensor_alias(hft_tensor *src, int64_t offset, int ndim, const int64_t *shape);
 void hft_tensor_free(hft_tensor *t); /* also frees its grad; NULL is ignored */
+/* t takes src's values, dtype and storage (same shape; src is freed); the header, and every pointer to it,
+ * stay. How a loader holds a weight in bf16 without ever filling an f32 copy. */
+hft_status hft_tensor_adopt(hft_tensor *t, hft_tensor *src);
+/* t's values converted to `dtype` in place (new storage; the header stays). */
+hft_status hft_tensor_convert(hft_tensor *t, hft_dtype dtype);
 void hft_tensor_set_requires_grad(hft_tensor *t, bool requires_grad);
 /* Marks the gradient as zero without touching memory; the next backward overwrites it. */
 void hft_tensor_zero_grad(hft_tensor *t);

@@ -47,8 +47,9 @@ static void position_of(const hft_tensor *ids, int64_t i, char *buf, size_t size
 
 hft_tensor *hft_embedding(hft_ctx *ctx, hft_tensor *weight, hft_tensor *ids, int64_t padding_idx) {
     hft_tensor *in[2] = {weight, ids};
-    if (!ag_check(ctx, "embedding", 2, in) || !ag_check_float(ctx, "embedding", weight, "weight"))
-        return NULL;
+    if (!ag_check(ctx, "embedding", 2, in)) return NULL;
+    if (weight->dtype != HFT_BF16 && weight->dtype != HFT_F16 && !ag_check_float(ctx, "embedding", weight, "weight"))
+        return NULL; /* bf16/f16: a frozen table held in low precision, gathered into f32 rows */
     char bw[128], bi[128];
     if (weight->ndim != 2)
         return ag_fail(ctx, HFT_EINVAL, "embedding: weight %s must be [vocab, dim]",
@@ -85,7 +86,11 @@ hft_tensor *hft_embedding(hft_ctx *ctx, hft_tensor *weight, hft_tensor *ids, int
     int64_t shape[HFT_MAX_DIMS];
     memcpy(shape, ids->shape, sizeof(int64_t) * (size_t)ids->ndim);
     shape[ids->ndim] = D;
-    hft_tensor *y = ag_new(ctx, weight->dtype, ids->ndim + 1, shape);
+    bool held_low = weight->dtype == HFT_BF16 || weight->dtype == HFT_F16; /* a frozen table: rows in f32 */
+    if (held_low && weight->requires_grad)
+        return ag_fail(ctx, HFT_EINVAL, "embedding: a %s table cannot train (trainable weights are f32)",
+                       hft_dtype_name(weight->dtype));
+    hft_tensor *y = ag_new(ctx, held_low ? HFT_F32 : weight->dtype, ids->ndim + 1, shape);
     if (!y) return NULL;
     hft_embedding_args a = {.n = n,
                             .vocab = V,

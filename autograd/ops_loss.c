@@ -278,13 +278,18 @@ static void lce_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
     if (node->n_in > 2) lce_grad(ctx, node->in[2], s->db, g);
 }
 
+/* A classifier held in bf16/f16 (a frozen base) next to f32 hidden states: multiplied exactly. */
+static bool held_low_weight(const hft_tensor *hidden, const hft_tensor *w) {
+    return hidden->dtype == HFT_F32 && (w->dtype == HFT_BF16 || w->dtype == HFT_F16) && !w->requires_grad;
+}
+
 hft_tensor *hft_linear_cross_entropy(hft_ctx *ctx, hft_tensor *hidden, hft_tensor *weight, hft_tensor *bias,
                                      hft_tensor *targets, hft_xent_opts opts, int64_t *count) {
     const char *op = "linear_cross_entropy";
     if (count) *count = 0;
     hft_tensor *in[4] = {hidden, weight, targets, bias};
     if (!ag_check(ctx, op, bias ? 4 : 3, in) || !ag_check_float(ctx, op, hidden, "hidden") ||
-        !ag_check_same_dtype(ctx, op, hidden, weight) ||
+        !(held_low_weight(hidden, weight) || ag_check_same_dtype(ctx, op, hidden, weight)) ||
         (bias && !ag_check_same_dtype(ctx, op, hidden, bias)))
         return NULL;
     char b1[160], b2[160];
@@ -323,15 +328,21 @@ hft_tensor *hft_linear_cross_entropy(hft_ctx *ctx, hft_tensor *hidden, hft_tenso
     hft_dtype low = dt == HFT_F32 ? ag_autocast_low(ctx, op) : HFT_F32, w_type = HFT_F32;
     hft_tensor *weight_in = weight;
     const void *w_low = NULL;
+    if (held_low_weight(hidden, weight)) { /* held in low precision: its own values */
+        w_low = hft_tensor_data(weight);
+        w_type = weight->dtype;
+    }
     if (low != HFT_F32) {
         if (!(hidden = hft_autocast_round(ctx, hidden, low))) return NULL;
         row_layout(hidden, &ldh);
-        w_low = ag_autocast_weight(ctx, weight, low);
-        if (w_low) {
-            w_type = low;
-        } else {
-            if (ctx->status != HFT_OK || !(weight = hft_autocast_round(ctx, weight, low))) return NULL;
-            matrix_layout(weight, &w_trans, &ldw);
+        if (!w_low) {
+            w_low = ag_autocast_weight(ctx, weight, low);
+            if (w_low) {
+                w_type = low;
+            } else {
+                if (ctx->status != HFT_OK || !(weight = hft_autocast_round(ctx, weight, low))) return NULL;
+                matrix_layout(weight, &w_trans, &ldw);
+            }
         }
     }
 

@@ -256,10 +256,23 @@ typedef struct linear_saved {
     hft_dtype low; /* autocast: x was rounded, w comes from the cache, dY is rounded in backward */
 } linear_saved;
 
-/* Autocast's weight operand: the cached low-precision copy (b_type set), or w rounded as an activation
- * when it is not a parameter. */
+/* A weight held in bf16/f16 (a frozen base) next to f32 activations: allowed, multiplied exactly. */
+static bool held_low(const hft_tensor *x, const hft_tensor *w) {
+    return x->dtype == HFT_F32 && (w->dtype == HFT_BF16 || w->dtype == HFT_F16) && !w->requires_grad;
+}
+
+static bool same_dtype_or_held(hft_ctx *ctx, const char *op, hft_tensor *x, hft_tensor *w) {
+    return held_low(x, w) || ag_check_same_dtype(ctx, op, x, w);
+}
+
+/* The weight operand: held in bf16/f16 (its own dtype as b_type), autocast's cached low-precision copy,
+ * or w rounded as an activation when it is not a parameter. */
 static bool low_weight(hft_ctx *ctx, hft_tensor **w, mat *W, hft_dtype low, hft_dtype *w_type) {
     *w_type = HFT_F32;
+    if ((*w)->dtype == HFT_BF16 || (*w)->dtype == HFT_F16) {
+        *w_type = (*w)->dtype;
+        return true;
+    }
     if (low == HFT_F32) return true;
     const void *cached = ag_autocast_weight(ctx, *w, low);
     if (cached) {
@@ -293,14 +306,12 @@ static void linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
     rows_of(gy, &G);
     W = mat_of(w, 0, NULL);
     hft_tensor *g_low = NULL;
-    if (low != HFT_F32) {
-        if (!(g_low = low_grad(ctx, gy, low, &G))) return;
-        if (x->requires_grad && !low_weight(ctx, &w, &W, low, &w_type)) {
-            ag_pool_tensor_release(ctx, g_low);
-            return;
-        }
-        w = node->in[1];
+    if (low != HFT_F32 && !(g_low = low_grad(ctx, gy, low, &G))) return;
+    if ((low != HFT_F32 || w->dtype != x->dtype) && x->requires_grad && !low_weight(ctx, &w, &W, low, &w_type)) {
+        if (g_low) ag_pool_tensor_release(ctx, g_low);
+        return;
     }
+    w = node->in[1];
     if (x->requires_grad) { /* dX [M, K] = dY [M, N] W [N, K] */
         ag_grad g;
         if (ag_grad_begin(ctx, x, AG_STRIDED, &g)) {
@@ -338,7 +349,7 @@ static void linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
 hft_tensor *hft_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *w, hft_tensor *bias) {
     hft_tensor *in[3] = {x, w, bias};
     if (!ag_check(ctx, "linear", bias ? 3 : 2, in) || !ag_check_float(ctx, "linear", x, "input") ||
-        !ag_check_same_dtype(ctx, "linear", x, w) || (bias && !ag_check_same_dtype(ctx, "linear", x, bias)))
+        !same_dtype_or_held(ctx, "linear", x, w) || (bias && !ag_check_same_dtype(ctx, "linear", x, bias)))
         return NULL;
     char bx[128], bw[128];
     if (x->ndim < 1 || w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[1])
@@ -365,8 +376,8 @@ hft_tensor *hft_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *w, hft_tensor *b
     if (low != HFT_F32) {
         if (!(x = hft_autocast_round(ctx, x, low))) return NULL;
         rows_of(x, &X);
-        if (!low_weight(ctx, &w, &W, low, &w_type)) return NULL;
     }
+    if (!low_weight(ctx, &w, &W, low, &w_type)) return NULL;
     int64_t shape[HFT_MAX_DIMS];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     shape[x->ndim - 1] = N;
@@ -432,15 +443,18 @@ static void lora_linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
     rows_of(xd, &XD);
     rows_of(s->u, &U);
     hft_dtype low = s->low, w_type = HFT_F32, a_type = HFT_F32, b_type = HFT_F32;
-    hft_tensor *g_low = NULL;
+    hft_tensor *g_low = NULL, *w2 = w;
     if (low != HFT_F32) { /* the cached copies (unchanged since forward) and dY rounded */
-        hft_tensor *w2 = w, *a2 = a, *b2 = b;
+        hft_tensor *a2 = a, *b2 = b;
         if (!(g_low = low_grad(ctx, gy, low, &G))) return;
-        if (!low_weight(ctx, &w2, &W, low, &w_type) || !low_weight(ctx, &a2, &A, low, &a_type) ||
-            !low_weight(ctx, &b2, &B, low, &b_type)) {
+        if (!low_weight(ctx, &a2, &A, low, &a_type) || !low_weight(ctx, &b2, &B, low, &b_type)) {
             ag_pool_tensor_release(ctx, g_low);
             return;
         }
+    }
+    if (!low_weight(ctx, &w2, &W, low, &w_type)) {
+        if (g_low) ag_pool_tensor_release(ctx, g_low);
+        return;
     }
     /* dB [N, r] = dYᵀ U */
     if (b->requires_grad) grad_gemm(ctx, b, 0, NULL, N, r, M, G, true, U, false, 1.0);
@@ -490,7 +504,8 @@ hft_tensor *hft_lora_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *w, hft_tens
     if (!ag_check(ctx, "lora_linear", n_in, in) || !ag_check_float(ctx, "lora_linear", x, "input"))
         return NULL;
     for (int i = 1; i < n_in; i++)
-        if (!ag_check_same_dtype(ctx, "lora_linear", x, in[i])) return NULL;
+        if (!(i == 1 ? same_dtype_or_held(ctx, "lora_linear", x, in[i]) : ag_check_same_dtype(ctx, "lora_linear", x, in[i])))
+            return NULL;
     char bx[128], bw[128], ba[128], bb[128];
     int64_t K = x->shape[x->ndim - 1], N = w->ndim == 2 ? w->shape[0] : -1,
             r = a->ndim == 2 ? a->shape[0] : -1;
@@ -535,10 +550,9 @@ hft_tensor *hft_lora_linear(hft_ctx *ctx, hft_tensor *x, hft_tensor *w, hft_tens
         else if (!(xd = hft_autocast_round(ctx, xd, low)))
             return NULL;
         rows_of(xd, &XD);
-        if (!low_weight(ctx, &w, &W, low, &w_type) || !low_weight(ctx, &a, &A, low, &a_type) ||
-            !low_weight(ctx, &b, &B, low, &b_type))
-            return NULL;
+        if (!low_weight(ctx, &a, &A, low, &a_type) || !low_weight(ctx, &b, &B, low, &b_type)) return NULL;
     }
+    if (!low_weight(ctx, &w, &W, low, &w_type)) return NULL; /* also a base held in bf16 */
     int64_t M = hft_tensor_numel(x) / (K ? K : 1);
     int64_t shape[HFT_MAX_DIMS];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);

@@ -120,6 +120,31 @@ void hft_tensor_free(hft_tensor *t) {
     free(t);
 }
 
+hft_status hft_tensor_adopt(hft_tensor *t, hft_tensor *src) {
+    if (!(t->flags & HFT_TENSOR_HEAP) || !(src->flags & HFT_TENSOR_HEAP) || !hft_tensor_same_shape(t, src) ||
+        !hft_tensor_is_contiguous(src) || t->base || src->base)
+        return hft_error(HFT_EINVAL, "tensor adopt: two heap tensors of one shape, the source contiguous");
+    hft_storage *old = t->storage;
+    t->storage = src->storage;
+    t->dtype = src->dtype;
+    t->offset = src->offset;
+    memcpy(t->stride, src->stride, sizeof t->stride);
+    t->version++;
+    src->storage = old; /* freed with src */
+    hft_tensor_free(src);
+    return HFT_OK;
+}
+
+hft_status hft_tensor_convert(hft_tensor *t, hft_dtype dtype) {
+    if (t->dtype == dtype) return HFT_OK;
+    hft_tensor *c = hft_tensor_new(dtype, t->ndim, t->shape);
+    if (!c) return hft_error_status();
+    hft_status st = hft_tensor_copy(c, t);
+    if (st == HFT_OK) return hft_tensor_adopt(t, c);
+    hft_tensor_free(c);
+    return st;
+}
+
 void hft_tensor_set_requires_grad(hft_tensor *t, bool requires_grad) {
     if (t) t->requires_grad = requires_grad;
 }

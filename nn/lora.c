@@ -325,7 +325,10 @@ hft_status nn_lora_attach(hft_model *m, const cJSON *given, const char *source, 
         hft_param *p = hft_paramset_get(m->params, i);
         if (m->info[i].adapter) continue;
         p->tags |= HFT_PARAM_FROZEN;
-        if (trains(m, &a->cfg, p->name)) p->tags &= ~(uint32_t)HFT_PARAM_FROZEN;
+        if (trains(m, &a->cfg, p->name)) {
+            p->tags &= ~(uint32_t)HFT_PARAM_FROZEN;
+            HFT_TRY(hft_tensor_convert(p->value, HFT_F32)); /* held in bf16 by the loader: trains in f32 */
+        }
     }
     HFT_TRY(build_json(m, a, given));
     return hft_paramset_finalize(m->params, NN_BUCKET_BYTES);
@@ -376,18 +379,25 @@ hft_status hft_lora_merge(hft_model *m) {
         nn_linear *lin = a->modules[i];
         const nn_lora *l = &lin->lora;
         const float *A = hft_tensor_data(l->a), *B = hft_tensor_data(l->b);
+        hft_dtype dt = lin->weight->dtype;
         float *W = hft_tensor_data(lin->weight);
+        uint16_t *W16 = (uint16_t *)W; /* a base held in bf16/f16 */
         int64_t in = lin->in, out = lin->out, r = l->r;
-        /* W [out, in] += scaling · B A; a Conv1D weight is [in, out], so it takes the transpose */
+        /* W [out, in] += scaling · B A; a Conv1D weight is [in, out], so it takes the transpose. A bf16 or
+         * f16 base adds the f32 delta and rounds once, as peft 0.21 merges its f32 adapters (its default
+         * autocast_adapter_dtype) into a bf16 base: checked bit for bit against merge_and_unload. */
         for (int64_t o = 0; o < out; o++)
             for (int64_t j = 0; j < in; j++) {
                 double s = 0;
                 for (int64_t k = 0; k < r; k++) s += (double)B[o * r + k] * A[k * in + j];
                 float delta = (float)(s * l->scaling);
-                if (lin->conv1d)
-                    W[j * out + o] += delta;
+                int64_t at = lin->conv1d ? j * out + o : o * in + j;
+                if (dt == HFT_BF16)
+                    W16[at] = hft_f32_to_bf16(hft_bf16_to_f32(W16[at]) + delta);
+                else if (dt == HFT_F16)
+                    W16[at] = hft_f32_to_f16(hft_f16_to_f32(W16[at]) + delta);
                 else
-                    W[o * in + j] += delta;
+                    W[at] += delta;
             }
         lin->weight->version++;
         lin->lora.a = lin->lora.b = NULL; /* the factors stay in the parameter set, unused */

@@ -315,9 +315,19 @@ static hft_status load_param(hft_model *m, const nn_checkpoint *ck, int i, const
         return hft_error(HFT_EFORMAT, "%s: tensor '%s' has dtype %s; a weight must be F32, F16, BF16 or F64",
                          file, e->name, e->st_dtype);
     hft_tensor *src = NULL;
-    HFT_TRY(hft_safetensors_load(f, e->name, (hft_dtype)e->dtype, true, &src));
-    hft_status st = hft_tensor_copy(p->value, src);
-    hft_tensor_free(src);
+    hft_dtype stored = (hft_dtype)e->dtype;
+    bool low_file = stored == HFT_BF16 || stored == HFT_F16;
+    hft_dtype hold = m->hold_as_stored ? (low_file ? stored : HFT_F32) : m->hold_dtype;
+    hft_status st;
+    if (p->value->ndim >= 2 && hold != HFT_F32) { /* held frozen in low precision, read straight into it */
+        st = hft_safetensors_load(f, e->name, hold, false, &src);
+        if (st == HFT_OK) st = hft_tensor_adopt(p->value, src);
+        p->tags |= HFT_PARAM_FROZEN;
+    } else {
+        HFT_TRY(hft_safetensors_load(f, e->name, stored, true, &src));
+        st = hft_tensor_copy(p->value, src);
+        hft_tensor_free(src);
+    }
     hft_safetensors_release(f, e); /* the copy is the model's; the file's pages need not stay resident */
     m->info[i].loaded = st == HFT_OK;
     return st;
@@ -361,6 +371,13 @@ hft_status hft_model_load(const char *dir, const hft_load_options *opts, hft_mod
     hft_model *m = NULL;
     if (st == HFT_OK) st = model_create(config, path, opts, &m);
     free(path);
+    if (st == HFT_OK && opts) {
+        if (opts->hold_dtype != HFT_F32 && opts->hold_dtype != HFT_BF16 && opts->hold_dtype != HFT_F16)
+            st = hft_error(HFT_EINVAL, "load: hold_dtype %s; expected bfloat16 or float16",
+                           hft_dtype_name(opts->hold_dtype));
+        m->hold_dtype = opts->hold_dtype;
+        m->hold_as_stored = opts->hold_as_stored;
+    }
     if (st == HFT_OK) st = load_weights(m, dir);
     if (st == HFT_OK) st = init_unloaded(m, dir, true);
     if (st == HFT_OK) st = hft_paramset_finalize(m->params, NN_BUCKET_BYTES);
@@ -411,12 +428,21 @@ void hft_model_weights_digest(const hft_model *m, char out[33]) {
         for (const char *c = p->name; *c; c++) h1 = (h1 ^ (unsigned char)*c) * 1099511628211ull;
         for (int d = 0; d < p->value->ndim; d++) h1 = (h1 ^ (uint64_t)p->value->shape[d]) * 1099511628211ull;
         /* up to 4096 evenly spaced values' bits: reading every weight would cost a pass over the model */
+        /* as f32 values, so a base held in bf16 digests as the same base loaded in f32 */
         const unsigned char *data = hft_tensor_data(p->value);
-        size_t es = hft_dtype_size(p->value->dtype);
+        hft_dtype dt = p->value->dtype;
+        size_t es = hft_dtype_size(dt);
         int64_t n = hft_tensor_numel(p->value), step = n > 4096 ? n / 4096 : 1;
         for (int64_t k = 0; k < n; k += step) {
             uint64_t bits = 0;
-            memcpy(&bits, data + (size_t)k * es, es < 8 ? es : 8);
+            if (dt == HFT_BF16 || dt == HFT_F16) {
+                uint16_t h;
+                memcpy(&h, data + (size_t)k * es, 2);
+                float v = dt == HFT_BF16 ? hft_bf16_to_f32(h) : hft_f16_to_f32(h);
+                memcpy(&bits, &v, 4);
+            } else {
+                memcpy(&bits, data + (size_t)k * es, es < 8 ? es : 8);
+            }
             h2 = (h2 ^ bits) * 0x100000001b3ull;
             h2 ^= h2 >> 29;
         }
@@ -437,6 +463,32 @@ static hft_status write_text(const char *path, const char *text) {
     return hft_atomic_commit(&f);
 }
 
+hft_dtype hft_model_matrix_dtype(const hft_model *m) {
+    for (int i = 0; i < hft_paramset_count(m->params); i++) {
+        const hft_tensor *v = hft_paramset_get(m->params, i)->value;
+        if (m->info[i].adapter || v->ndim < 2) continue;
+        if (v->dtype == HFT_BF16 || v->dtype == HFT_F16) return v->dtype;
+    }
+    return HFT_F32;
+}
+
+/* The dtype the model's matrices are stored in, in transformers' spelling. */
+static const char *stored_dtype(const hft_model *m) {
+    hft_dtype dt = hft_model_matrix_dtype(m);
+    return dt == HFT_BF16 ? "bfloat16" : dt == HFT_F16 ? "float16" : "float32";
+}
+
+hft_status hft_model_to_dtype(hft_model *m, hft_dtype dtype) {
+    if (dtype != HFT_F32 && dtype != HFT_BF16 && dtype != HFT_F16)
+        return hft_error(HFT_EINVAL, "model dtype %s; expected float32, bfloat16 or float16", hft_dtype_name(dtype));
+    for (int i = 0; i < hft_paramset_count(m->params); i++) {
+        hft_param *p = hft_paramset_get(m->params, i);
+        if (!m->info[i].adapter && hft_dtype_is_float(p->value->dtype))
+            HFT_TRY(hft_tensor_convert(p->value, dtype));
+    }
+    return HFT_OK;
+}
+
 /* config.json as saved: the loaded one, naming this architecture and the dtype the weights are stored in. */
 static char *saved_config(const hft_model *m) {
     cJSON *c = cJSON_Duplicate(m->config, true);
@@ -448,10 +500,10 @@ static char *saved_config(const hft_model *m) {
     bool any = false;
     for (const char *const *k = (const char *const[]){"torch_dtype", "dtype", NULL}; *k; k++)
         if (cJSON_GetObjectItemCaseSensitive(c, *k)) {
-            cJSON_ReplaceItemInObjectCaseSensitive(c, *k, cJSON_CreateString("float32"));
+            cJSON_ReplaceItemInObjectCaseSensitive(c, *k, cJSON_CreateString(stored_dtype(m)));
             any = true;
         }
-    if (!any) cJSON_AddStringToObject(c, "torch_dtype", "float32"); /* read by transformers 4.x and 5.x */
+    if (!any) cJSON_AddStringToObject(c, "torch_dtype", stored_dtype(m)); /* read by transformers 4.x and 5.x */
     char *text = cJSON_Print(c);
     cJSON_Delete(c);
     return text;

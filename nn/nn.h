@@ -93,6 +93,12 @@ typedef struct hft_load_options {
                                  BertForSequenceClassification); NULL: config.json's architectures[0] */
     int64_t num_labels;       /* for a new classification head: 0 keeps config.json's */
     uint64_t seed;            /* for parameters the checkpoint lacks (new heads), and for from_config */
+    /* A base held frozen in low precision (the recipe's model.dtype, for LoRA): weights of two or more dims
+     * read from the checkpoint are held in hold_dtype (bf16 or f16) and frozen; with hold_as_stored, each in
+     * its file's dtype when that is bf16 or f16. They are read straight into that dtype: no f32 copy is ever
+     * filled. 1-D weights (norms, biases) and new parameters stay f32 and trainable. HFT_F32 (0): all f32. */
+    hft_dtype hold_dtype;
+    bool hold_as_stored;
 } hft_load_options;
 
 /* Loads config.json and the safetensors weights (one file or the shards of an index) of a model folder.
@@ -111,6 +117,11 @@ void hft_model_fingerprint(const hft_model *m, char out[33]);
 /* Writes config.json and model.safetensors (tied weights once) into `dir`, creating it; each file atomically.
  * A model with an unmerged LoRA adapter is refused (save the adapter, or merge it first). */
 hft_status hft_model_save(hft_model *m, const char *dir);
+/* Every weight of the model (not an adapter's) converted to `dtype` (float32, bfloat16, float16) in place:
+ * what an export to another dtype saves. config.json's torch_dtype follows the weights. */
+hft_status hft_model_to_dtype(hft_model *m, hft_dtype dtype);
+/* The dtype the model's matrices are held in: bf16 or f16 for a base loaded with hold_dtype, else f32. */
+hft_dtype hft_model_matrix_dtype(const hft_model *m);
 void hft_model_free(hft_model *m);
 
 hft_paramset *hft_model_params(hft_model *m);

@@ -102,6 +102,8 @@ struct hft_model {
     nn_linear **linears; /* every linear module, in declaration order (pointers into impl) */
     int n_linears, linears_cap;
     nn_adapter *adapter; /* NULL unless a LoRA adapter is attached */
+    hft_dtype hold_dtype; /* hft_load_options' */
+    bool hold_as_stored;
 };
 
 /* An architecture family: GPT-2, Llama (also Mistral, Qwen2), BERT. */

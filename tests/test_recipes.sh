@@ -64,4 +64,23 @@ echo "== recipes/bert_classification.yaml"
     data.eval_file=$fx/classify.csv output_dir="$work/bert-cls" num_train_epochs=1 max_length=32 \
     per_device_train_batch_size=8 logging_steps=1 cache_dir= > "$work/bert.log"
 grep -q "eval_accuracy" "$work/bert.log"
+
+echo "== a LoRA on a bf16 base held in bf16 (model.dtype) trains exactly as on the same base held in f32"
+"$bin/hft-export" "$work/llama" "$work/llama-bf16" --dtype bfloat16 > /dev/null
+grep -q '"torch_dtype":.*"bfloat16"' "$work/llama-bf16/config.json"
+f32_size=$(stat -c %s "$work/llama/model.safetensors")
+bf16_size=$(stat -c %s "$work/llama-bf16/model.safetensors")
+test $((bf16_size * 10)) -lt $((f32_size * 6)) # about half
+bf="model.path=$work/llama-bf16 data.train_file=$fx/sft.jsonl max_length=64 $quiet save_steps=2 max_steps=2 bf16=true"
+"$bin/hft-train" recipes/llama_lora_sft.yaml $bf output_dir="$work/lora-held" model.dtype=bfloat16 > "$work/held.log"
+grep -q "its matrices in low precision" "$work/held.log"
+"$bin/hft-train" recipes/llama_lora_sft.yaml $bf output_dir="$work/lora-f32" model.dtype=float32 > /dev/null
+"$1/tests/compare_weights" "$work/lora-held/adapter_model.safetensors" "$work/lora-f32/adapter_model.safetensors" 0
+echo "== merged into the bf16 base, it is written in bf16 (tests/fixtures/check_bf16_merge.py: = peft's merge)"
+"$bin/hft-export" "$work/lora-held" "$work/lora-held-merged" --merge > /dev/null
+grep -q '"torch_dtype":.*"bfloat16"' "$work/lora-held-merged/config.json"
+echo "== model.dtype bfloat16 without a lora section is refused"
+if "$bin/hft-train" recipes/llama_sft.yaml model.path="$work/llama" data.train_file=$fx/sft.jsonl output_dir="$work/x" \
+    model.dtype=bfloat16 max_steps=1 > "$work/x.log" 2>&1; then exit 1; fi
+grep -q "model.dtype bfloat16 holds a frozen base in low precision, for LoRA" "$work/x.log"
 echo "all recipes ran"

@@ -57,6 +57,18 @@ static hft_status check_base(const char *src, const char *base, hft_model *m) {
     return st;
 }
 
+/* --dtype: the weights converted before they are written. */
+static hft_status convert(hft_model *m, const hft_export_options *o) {
+    if (!o || !o->dtype) return HFT_OK;
+    hft_dtype dt = strcmp(o->dtype, "float32") == 0    ? HFT_F32
+                   : strcmp(o->dtype, "bfloat16") == 0 ? HFT_BF16
+                   : strcmp(o->dtype, "float16") == 0  ? HFT_F16
+                                                       : HFT_DTYPE_COUNT;
+    if (dt == HFT_DTYPE_COUNT)
+        return hft_error(HFT_EINVAL, "--dtype %s: expected float32, bfloat16 or float16", o->dtype);
+    return hft_model_to_dtype(m, dt);
+}
+
 static hft_status export_adapter(const char *src, const char *out_dir, const hft_export_options *o) {
     char *base = o && o->base ? strdup(o->base) : named_base(src);
     if (!base || !fs_is_dir(base)) {
@@ -67,11 +79,19 @@ static hft_status export_adapter(const char *src, const char *out_dir, const hft
         return st;
     }
     hft_model *m = NULL;
-    hft_status st = hft_model_load(base, NULL, &m);
+    /* the base as stored: a bf16 base merges in bf16, rounding as PEFT does, and is written in bf16 */
+    hft_status st = hft_model_load(base, &(hft_load_options){.hold_as_stored = true}, &m);
     if (st == HFT_OK) st = check_base(src, base, m);
     if (st == HFT_OK) st = hft_lora_load(m, src);
     bool merge = o && o->merge;
     if (st == HFT_OK && merge) st = hft_lora_merge(m);
+    /* merged into a base held in bf16: written all in bf16 (its norms were widened to f32 on loading), as
+     * PEFT's merge_and_unload leaves it; --dtype over that */
+    if (st == HFT_OK && merge) st = hft_model_to_dtype(m, hft_model_matrix_dtype(m));
+    if (st == HFT_OK && merge) st = convert(m, o);
+    if (st == HFT_OK && !merge && o && o->dtype)
+        st = hft_error(HFT_EINVAL, "%s: --dtype applies to a model's weights; an adapter is written as trained "
+                       "(add --merge for a model)", src);
     if (st == HFT_OK) st = checkpoint_write_model(out_dir, m, src, merge ? base : NULL);
     if (st == HFT_OK)
         printf("exported %s (%s on %s) to %s%s\n", src, merge ? "LoRA adapter merged" : "LoRA adapter", base,
@@ -99,6 +119,7 @@ hft_status hft_export(const char *from, const char *out_dir, const hft_export_op
     } else {
         hft_model *m = NULL;
         st = hft_model_load(src, NULL, &m);
+        if (st == HFT_OK) st = convert(m, o);
         if (st == HFT_OK) st = checkpoint_write_model(out_dir, m, src, src);
         if (st == HFT_OK) printf("exported %s (%s) to %s\n", src, hft_model_architecture(m), out_dir);
         hft_model_free(m);

@@ -1,4 +1,4 @@
-/* hft-export CHECKPOINT_OR_RUN OUT_DIR [--merge] [--base DIR]: writes a Hugging Face model folder that
+/* hft-export CHECKPOINT_OR_RUN OUT_DIR [--merge] [--base DIR] [--dtype DTYPE]: writes a Hugging Face model folder that
  * transformers loads, or for a LoRA run the PEFT adapter folder (or, with --merge, the merged model). */
 #include <stdio.h>
 #include <string.h>
@@ -7,9 +7,10 @@
 
 static int usage(void) {
     fprintf(stderr,
-            "usage: hft-export CHECKPOINT_OR_RUN OUT_DIR [--merge] [--base BASE_MODEL_DIR]\n"
+            "usage: hft-export CHECKPOINT_OR_RUN OUT_DIR [--merge] [--base BASE_MODEL_DIR] [--dtype DTYPE]\n"
             "  a LoRA checkpoint exports as a PEFT adapter folder; --merge writes the base with the\n"
-            "  adapter merged in; --base names the base model when adapter_config.json's path is gone\n");
+            "  adapter merged in; --base names the base model when adapter_config.json's path is gone;\n"
+            "  --dtype float32|bfloat16|float16 converts the model's weights (default: as stored)\n");
     return 2;
 }
 
@@ -22,6 +23,8 @@ int main(int argc, char **argv) {
             o.merge = true;
         else if (strcmp(argv[i], "--base") == 0 && i + 1 < argc)
             o.base = argv[++i];
+        else if (strcmp(argv[i], "--dtype") == 0 && i + 1 < argc)
+            o.dtype = argv[++i];
         else if (argv[i][0] == '-' || n_pos == 2)
             return usage();
         else

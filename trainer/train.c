@@ -91,9 +91,17 @@ static hft_status attach_lora(trainer *t) {
     int64_t total = 0;
     for (int i = 0; i < hft_paramset_count(ps); i++)
         total += hft_tensor_numel(hft_paramset_get(ps, i)->value);
-    printf("LoRA: %d modules adapted; %lld of %lld parameters train (%.3f%%), the base is frozen\n",
+    size_t frozen_bytes = 0, low_bytes = 0;
+    for (int i = 0; i < hft_paramset_count(ps); i++) {
+        const hft_param *p = hft_paramset_get(ps, i);
+        if (!(p->tags & HFT_PARAM_FROZEN)) continue;
+        frozen_bytes += hft_tensor_nbytes(p->value);
+        if (p->value->dtype != HFT_F32) low_bytes += hft_tensor_nbytes(p->value);
+    }
+    printf("LoRA: %d modules adapted; %lld of %lld parameters train (%.3f%%), the base is frozen (%.1f MiB%s)\n",
            hft_lora_module_count(t->model), (long long)hft_paramset_trainable_numel(ps), (long long)total,
-           100.0 * (double)hft_paramset_trainable_numel(ps) / (double)(total ? total : 1));
+           100.0 * (double)hft_paramset_trainable_numel(ps) / (double)(total ? total : 1),
+           (double)frozen_bytes / 1048576.0, low_bytes ? ", its matrices in low precision" : "");
     return HFT_OK;
 }
 
@@ -108,6 +116,12 @@ static hft_status load_base_model(trainer *t) {
     hft_load_options o = {.architecture = *r->model_architecture ? r->model_architecture : NULL,
                           .num_labels = r->num_labels,
                           .seed = (uint64_t)r->seed};
+    if (r->lora_json) { /* model.dtype: how the frozen base is held */
+        o.hold_dtype = strcmp(r->model_dtype, "bfloat16") == 0 ? HFT_BF16
+                       : strcmp(r->model_dtype, "float16") == 0 ? HFT_F16
+                                                                 : HFT_F32;
+        o.hold_as_stored = strcmp(r->model_dtype, "auto") == 0;
+    }
     if (*r->model_path) {
         HFT_TRY(hft_model_load(r->model_path, &o, &t->model));
         for (int i = 0; i < hft_model_unused_count(t->model); i++)
@@ -299,10 +313,11 @@ static hft_status build_optimizer(trainer *t) {
 static hft_status setup(trainer *t) {
     const hft_recipe *r = t->r;
     char w[600];
-    if (strcmp(r->model_dtype, "bfloat16") == 0 || strcmp(r->model_dtype, "float16") == 0)
+    if ((strcmp(r->model_dtype, "bfloat16") == 0 || strcmp(r->model_dtype, "float16") == 0) && !r->lora_json)
         return hft_error(HFT_EUNSUPPORTED,
-                         "%s: model.dtype %s: holding the weights in low precision is not implemented yet; they "
-                         "are held in float32 (bf16: true or fp16: true trains with low-precision GEMM inputs)",
+                         "%s: model.dtype %s holds a frozen base in low precision, for LoRA; a full fine-tune "
+                         "trains float32 master weights (with bf16: true for bf16 compute): remove model.dtype "
+                         "or add a lora section",
                          hft_recipe_where(r, "dtype", w, sizeof w), r->model_dtype);
     t->autocast = r->bf16 ? HFT_BF16 : r->fp16 ? HFT_F16 : HFT_F32;
     if (r->fp16) {
@@ -844,6 +859,7 @@ static hft_status finish(trainer *t, double train_loss_mean) {
     }
     if (hft_model_has_adapter(t->model) && strcmp(r->lora_export, "merged") == 0) {
         HFT_TRY(hft_lora_merge(t->model)); /* lora.export: merged — the run's output is a plain model */
+        HFT_TRY(hft_model_to_dtype(t->model, hft_model_matrix_dtype(t->model))); /* a bf16 base stays bf16 */
         printf("merged the LoRA adapter into the weights\n");
     }
     HFT_TRY(checkpoint_write_model(r->output_dir, t->model, t->tokenizer_dir,

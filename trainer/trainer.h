@@ -18,6 +18,7 @@ typedef struct hft_export_options {
     bool merge; /* a LoRA adapter: merge it into its base and write a plain model folder */
     const char
         *base; /* a LoRA adapter's base model folder; NULL: adapter_config.json's base_model_name_or_path */
+    const char *dtype; /* float32, bfloat16 or float16 for the model's weights; NULL: as they are stored */
 } hft_export_options;
 
 /* Writes a Hugging Face model folder (config.json, model.safetensors, the tokenizer files) from a
