@@ -10,7 +10,17 @@ bin="$1/trainer/hft-train"
 export_bin="$1/trainer/hft-export"
 cmp="$1/tests/compare_weights"
 work=$(mktemp -d /tmp/hft-dist-XXXXXX)
-trap 'pkill -KILL -f "$work/" 2>/dev/null || true; rm -rf "$work"' EXIT
+current="setting up"
+finish() {
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        echo "test_dist.sh: failed (status $rc) in: $current"
+        for f in "$work"/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -5 "$f"; }; done
+    fi
+    pkill -KILL -f "$work/" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap finish EXIT
 fx=tests/fixtures/recipes
 tk=tests/fixtures/tokenizers
 quiet="logging_steps=1 save_steps=1000 cache_dir= sample_tokens=0 max_length=64"
@@ -49,6 +59,7 @@ same() { # what out1 out2 file tolerance
     "$cmp" "$2/$4" "$3/$4" "$5" || fail "$1"
 }
 
+current="2 ranks x 2 = 1 rank x 4: Llama, AdamW, accumulation 2"
 echo "== 2 ranks x 2 = 1 rank x 4: Llama, AdamW, accumulation 2"
 one output_dir="$work/a1" per_device_train_batch_size=4 cache_dir= > "$work/a1.log"
 two output_dir="$work/a2" per_device_train_batch_size=2 cache_dir= > "$work/a2.log"
@@ -57,6 +68,7 @@ grep -q "global batch 8 examples = 2 per device x 2 accumulation x 2 processes" 
     fail "the log states the global batch"
 test "$(grep -c '^step 6/6' "$work/a2.log")" = 2 || fail "only rank 0 prints" # a log line and the summary
 
+current="GPT-2 with biases, SGD (the gradients themselves), gradient checkpointing, an uneven last batch"
 echo "== GPT-2 with biases, SGD (the gradients themselves), gradient checkpointing, an uneven last batch"
 g="model.path=$work/gpt2 optim=sgd gradient_checkpointing=true max_steps=8 cache_dir="
 one $g output_dir="$work/g1" per_device_train_batch_size=6 > /dev/null
@@ -65,12 +77,14 @@ same "SGD with checkpointing" "$work/g1" "$work/g2" model.safetensors 1e-6
 
 # SGD: B starts at zero, and Adam's first steps (g / |g|) turn rounding noise in a tiny B into a relative
 # difference of a few 1e-6; SGD shows the gradients, and so the dropout masks, are the same.
+current="LoRA with dropout (SGD): the masks are keyed on global sample indices, the same at any world size"
 echo "== LoRA with dropout (SGD): the masks are keyed on global sample indices, the same at any world size"
 l="optim=sgd lora.r=4 lora.lora_alpha=8 lora.lora_dropout=0.1 lora.target_modules=[q_proj,v_proj,down_proj] cache_dir="
 one $l output_dir="$work/l1" per_device_train_batch_size=4 > /dev/null
 two $l output_dir="$work/l2" per_device_train_batch_size=2 > /dev/null
 same "LoRA adapter" "$work/l1" "$work/l2" adapter_model.safetensors 1e-6
 
+current="resume at the same world size is exact"
 echo "== resume at the same world size is exact"
 two output_dir="$work/r" per_device_train_batch_size=2 save_steps=3 cache_dir= > /dev/null
 mkdir "$work/r2" && cp -r "$work/r/checkpoint-3" "$work/r2/"
@@ -79,6 +93,7 @@ two output_dir="$work/r2" per_device_train_batch_size=2 save_steps=3 cache_dir= 
 grep -q "resuming from .*checkpoint-3 at step 3" "$work/r2.log" || fail "resumed from checkpoint-3"
 same "resumed = uninterrupted (bit-identical)" "$work/r" "$work/r2" model.safetensors 0
 
+current="resume at another world size goes on from the same example"
 echo "== resume at another world size goes on from the same example"
 mkdir "$work/r1" && cp -r "$work/r/checkpoint-3" "$work/r1/"
 one output_dir="$work/r1" per_device_train_batch_size=2 save_steps=3 cache_dir= resume_from_checkpoint=true \
@@ -88,10 +103,15 @@ test -f "$work/r1/model.safetensors" || fail "the 1-process resume finished"
 
 # A long run for the fault tests: checkpoints every 5 steps, the two newest kept.
 long="output_dir=$work/k per_device_train_batch_size=2 max_steps=100000 save_steps=5 save_total_limit=2 ddp_timeout=5 cache_dir="
-rank_pid() { # the pid of rank $1 of the run in $work/k
-    for p in $(pgrep -f "output_dir=$work/k" || true); do
-        if tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "PMI_RANK=$1"; then echo $p; return; fi
+rank_pid() { # the pid of rank $1 of the run in $work/k (a live hft-train, not the launcher)
+    for _ in $(seq 50); do
+        for p in $(pgrep -f "hft-train .*output_dir=$work/k" || true); do
+            if tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "PMI_RANK=$1"; then echo $p; return; fi
+        done
+        sleep 0.1
     done
+    echo "no rank $1 process found" >&2
+    return 1
 }
 wait_for() { # a file, up to 60 s
     i=0
@@ -110,16 +130,19 @@ check_last_checkpoint() {
     echo "   the last checkpoint ($(basename "$last")) loads and exports"
 }
 
+current="a rank killed mid-run: the job ends with an error, the last checkpoint stays whole"
 echo "== a rank killed mid-run: the job ends with an error, the last checkpoint stays whole"
 rm -rf "$work/k"
 two $long > "$work/k.log" 2>&1 &
 job=$!
 wait_for "$work/k/checkpoint-10"
-kill -KILL "$(rank_pid 1)"
+pid=$(rank_pid 1)
+kill -KILL "$pid"
 bounded_wait $job 60 || fail "mpirun exited 0 after a rank was killed"
 grep -q "BAD TERMINATION\|killed\|Killed" "$work/k.log" || fail "no word of the killed rank: $(tail -3 "$work/k.log")"
 check_last_checkpoint killed
 
+current="a rank that hangs: the others stop at ddp_timeout with an error naming it"
 echo "== a rank that hangs: the others stop at ddp_timeout with an error naming it"
 rm -rf "$work/k"
 two $long > "$work/h.log" 2>&1 &
@@ -133,17 +156,20 @@ grep -q "rank 0: .*no answer from the other ranks in 5 s (ddp_timeout)" "$work/h
     fail "no timeout error: $(tail -3 "$work/h.log")"
 check_last_checkpoint hung
 
+current="SIGUSR1 to one rank stops both after the same step, with a checkpoint"
 echo "== SIGUSR1 to one rank stops both after the same step, with a checkpoint"
 rm -rf "$work/k"
 two $long > "$work/s.log" 2>&1 &
 job=$!
 wait_for "$work/k/checkpoint-10"
-kill -USR1 "$(rank_pid 1)"
+pid=$(rank_pid 1)
+kill -USR1 "$pid"
 wait $job || fail "a graceful stop exits 0: $(tail -3 "$work/s.log")"
 grep -q "stopped by signal 10 at step" "$work/s.log" || fail "the stop is reported"
 step=$(sed -n 's/.*stopped by signal 10 at step \([0-9]*\).*/\1/p' "$work/s.log")
 test -f "$work/k/checkpoint-$step/model.safetensors" || fail "checkpoint-$step saved at the stop"
 
+current="inconsistent recipes across ranks are refused, naming the rank and the key"
 echo "== inconsistent recipes across ranks are refused, naming the rank and the key"
 if mpirun -np 1 "$bin" "$work/recipe.yaml" output_dir="$work/x" learning_rate=1e-3 : \
     -np 1 "$bin" "$work/recipe.yaml" output_dir="$work/x" learning_rate=2e-3 > "$work/x.log" 2>&1; then
@@ -152,6 +178,7 @@ fi
 grep -q "rank 1's configuration differs from rank 0's: rank 0 has 'training.learning_rate: 0.001.*rank 1 has 'training.learning_rate: 0.002" \
     "$work/x.log" || fail "the error names the difference: $(grep hft-train "$work/x.log" | head -2)"
 
+current="more ranks than examples"
 echo "== more ranks than examples"
 printf 'one short document\n' > "$work/one.txt"
 if two output_dir="$work/y" data.train_file="$work/one.txt" data.packing=false > "$work/y.log" 2>&1; then
