@@ -29,6 +29,9 @@ hft_status hft_dist_init(hft_dist **out);
 void hft_dist_finalize(hft_dist *d);
 /* Ends every rank now (MPI_Abort): what a rank does after an error the others cannot know about. */
 void hft_dist_abort(hft_dist *d, int code);
+/* Whether the last error came out of a collective check on every rank alike (hft_dist_agree): then the
+ * ranks can end together (hft_dist_finalize) instead of aborting. */
+bool hft_dist_error_shared(const hft_dist *d);
 
 int hft_dist_rank(const hft_dist *d);
 int hft_dist_world(const hft_dist *d);

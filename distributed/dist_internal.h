@@ -11,6 +11,7 @@ struct hft_dist {
     MPI_Comm world; /* a duplicate of MPI_COMM_WORLD that returns errors */
     int rank, size, local_rank, local_size;
     double timeout;
+    bool shared_error; /* the last error was returned on every rank alike (hft_dist_agree) */
 };
 
 #define DIST_MAX_REQUESTS 256

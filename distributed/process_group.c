@@ -116,6 +116,10 @@ int hft_dist_local_rank(const hft_dist *d) {
 int hft_dist_local_world(const hft_dist *d) {
     return d ? d->local_size : 1;
 }
+bool hft_dist_error_shared(const hft_dist *d) {
+    return d && d->shared_error;
+}
+
 void hft_dist_set_timeout(hft_dist *d, double seconds) {
     if (seconds > 0) d->timeout = seconds;
 }
@@ -200,6 +204,7 @@ hft_status hft_dist_agree(hft_dist *d, const char *what, const char *text) {
     }
     free(ref);
     HFT_TRY(hft_dist_bcast(d, msg, sizeof msg, bad, what));
+    d->shared_error = true;
     return hft_error(HFT_EINVAL, "%s", msg);
 }
 

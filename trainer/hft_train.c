@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <omp.h>
 
 #include "distributed/dist.h"
@@ -21,9 +22,17 @@ static void join_launcher(hft_dist *d) {
 
 /* An error on one rank: the others cannot know, so the whole job ends now rather than at a timeout. */
 static int fail(hft_dist *d, const char *what) {
+    if (hft_dist_world(d) > 1 && hft_dist_error_shared(d)) { /* every rank has it: rank 0 says it, all end */
+        if (hft_dist_rank(d) == 0) fprintf(stderr, "hft-train: %s\n", what);
+        hft_dist_finalize(d);
+        return 1;
+    }
     if (hft_dist_world(d) > 1) {
         fprintf(stderr, "hft-train: rank %d: %s\n", hft_dist_rank(d), what);
         fflush(stderr);
+        /* the launcher forwards output through its proxies, which the abort also ends: let it through */
+        struct timespec pause = {0, 300000000};
+        nanosleep(&pause, NULL);
         hft_dist_abort(d, 1);
     }
     fprintf(stderr, "hft-train: %s\n", what);
