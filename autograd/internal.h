@@ -113,10 +113,11 @@ struct hft_node {
 
 /* The dtype op's inputs take under the context's autocast (HFT_F32 when off or the op runs in f32). */
 hft_dtype ag_autocast_low(hft_ctx *ctx, const char *op);
-/* A weight's values in `low`: its cached copy, converted when its version changed (once per optimizer
- * step), or its own data when it is held in `low`. NULL (and the error recorded) when it cannot be cached
+/* A weight's values rounded to `low`: its cached copy, converted when its version changed (once per
+ * optimizer step), or its own data when it is held in `low`. *type says how the returned values are stored
+ * (`low`, or f32 holding rounded values where the CPU has no native `low` GEMM). NULL (and the error recorded) when it cannot be cached
  * (not a contiguous parameter: the caller rounds it as an activation instead). */
-const void *ag_autocast_weight(hft_ctx *ctx, hft_tensor *w, hft_dtype low);
+const void *ag_autocast_weight(hft_ctx *ctx, hft_tensor *w, hft_dtype low, hft_dtype *type);
 /* dst = src rounded to `low` and widened back (dst f32, same shape). */
 void ag_round_into(hft_ctx *ctx, hft_tensor *dst, const hft_tensor *src, hft_dtype low);
 void ag_autocast_free(hft_ctx *ctx);

@@ -336,10 +336,9 @@ hft_tensor *hft_linear_cross_entropy(hft_ctx *ctx, hft_tensor *hidden, hft_tenso
         if (!(hidden = hft_autocast_round(ctx, hidden, low))) return NULL;
         row_layout(hidden, &ldh);
         if (!w_low) {
-            w_low = ag_autocast_weight(ctx, weight, low);
-            if (w_low) {
-                w_type = low;
-            } else {
+            w_low = ag_autocast_weight(ctx, weight, low, &w_type);
+            if (!w_low) {
+                w_type = HFT_F32;
                 if (ctx->status != HFT_OK || !(weight = hft_autocast_round(ctx, weight, low))) return NULL;
                 matrix_layout(weight, &w_trans, &ldw);
             }

@@ -274,12 +274,12 @@ static bool low_weight(hft_ctx *ctx, hft_tensor **w, mat *W, hft_dtype low, hft_
         return true;
     }
     if (low == HFT_F32) return true;
-    const void *cached = ag_autocast_weight(ctx, *w, low);
+    const void *cached = ag_autocast_weight(ctx, *w, low, w_type);
     if (cached) {
         W->data = (void *)cached;
-        *w_type = low;
         return true;
     }
+    *w_type = HFT_F32;
     if (ctx->status != HFT_OK) return false;
     *w = hft_autocast_round(ctx, *w, low);
     if (!*w) return false;

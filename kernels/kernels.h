@@ -411,6 +411,8 @@ typedef struct hft_kernels {
     void (*map[HFT_DTYPE_COUNT])(const hft_map_args *);
     void (*reduce[HFT_DTYPE_COUNT])(const hft_reduce_args *);
     void (*copy)(const hft_copy_args *);
+    /* dst[i] = src[i] rounded to `low` (bf16 or f16) precision, kept in f32; contiguous, dst may be src */
+    void (*round_to)(hft_dtype low, float *dst, const float *src, int64_t n);
     void (*fill[HFT_DTYPE_COUNT])(const hft_kview *dst, double value);
     void (*softmax_fwd[HFT_DTYPE_COUNT])(const hft_softmax_args *);
     void (*softmax_bwd[HFT_DTYPE_COUNT])(const hft_softmax_args *);

@@ -317,6 +317,7 @@ static hft_status load_param(hft_model *m, const nn_checkpoint *ck, int i, const
     hft_tensor *src = NULL;
     hft_dtype stored = (hft_dtype)e->dtype;
     bool low_file = stored == HFT_BF16 || stored == HFT_F16;
+    if (e->ndim >= 2 && low_file) m->source_dtype = stored;
     hft_dtype hold = m->hold_as_stored ? (low_file ? stored : HFT_F32) : m->hold_dtype;
     hft_status st;
     if (p->value->ndim >= 2 && hold != HFT_F32) { /* held frozen in low precision, read straight into it */
@@ -461,6 +462,10 @@ static hft_status write_text(const char *path, const char *text) {
         return hft_error(HFT_EIO, "%s: write failed: %s", path, strerror(errno));
     }
     return hft_atomic_commit(&f);
+}
+
+hft_dtype hft_model_source_dtype(const hft_model *m) {
+    return m->source_dtype;
 }
 
 hft_dtype hft_model_matrix_dtype(const hft_model *m) {

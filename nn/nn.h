@@ -122,6 +122,9 @@ hft_status hft_model_save(hft_model *m, const char *dir);
 hft_status hft_model_to_dtype(hft_model *m, hft_dtype dtype);
 /* The dtype the model's matrices are held in: bf16 or f16 for a base loaded with hold_dtype, else f32. */
 hft_dtype hft_model_matrix_dtype(const hft_model *m);
+/* The dtype the loaded checkpoint stored its matrices in (bf16 or f16), or f32 (also for a new model): what
+ * a run's final model is written in. */
+hft_dtype hft_model_source_dtype(const hft_model *m);
 void hft_model_free(hft_model *m);
 
 hft_paramset *hft_model_params(hft_model *m);

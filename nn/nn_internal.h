@@ -104,6 +104,7 @@ struct hft_model {
     nn_adapter *adapter; /* NULL unless a LoRA adapter is attached */
     hft_dtype hold_dtype; /* hft_load_options' */
     bool hold_as_stored;
+    hft_dtype source_dtype; /* the dtype the checkpoint's matrices came in (F32 for a new model) */
 };
 
 /* An architecture family: GPT-2, Llama (also Mistral, Qwen2), BERT. */

@@ -208,6 +208,30 @@ TEST(weights_convert_once_per_step) {
     hft_paramset_free(ps);
 }
 
+/* The one-pass rounding kernel equals a conversion to the dtype and back, bit for bit, on ordinary values,
+ * ties, subnormals, overflow, infinities and NaN. */
+TEST(rounding_kernel_equals_the_conversions) {
+    enum { N = 40000 };
+    float *x = malloc(sizeof *x * N), *y = malloc(sizeof *y * N);
+    test_rng rng = {11};
+    for (int i = 0; i < N; i++) x[i] = (float)test_uniform(&rng, -3, 3) * powf(2.0f, (float)(i % 60) - 30);
+    const float special[] = {0.0f, -0.0f, 1.0f + 1.0f / 256, 1.0f + 3.0f / 256, 65504.0f, 65520.0f, 1e-7f, 6e-8f,
+                             3.4e38f, INFINITY, -INFINITY, NAN, 1e-40f};
+    memcpy(x, special, sizeof special);
+    const hft_kernels *k = hft_kernels_for(HFT_CPU);
+    for (int d = 0; d < 2; d++) {
+        hft_dtype low = d ? HFT_F16 : HFT_BF16;
+        k->round_to(low, y, x, N);
+        int bad = 0;
+        for (int i = 0; i < N; i++) {
+            float want = low == HFT_BF16 ? hft_bf16_to_f32(hft_f32_to_bf16(x[i])) : hft_f16_to_f32(hft_f32_to_f16(x[i]));
+            bad += isnan(want) ? !isnan(y[i]) : memcmp(&want, &y[i], 4) != 0;
+        }
+        CHECK(bad == 0, "%s: %d of %d values round differently", hft_dtype_name(low), bad, N);
+    }
+    free(x), free(y);
+}
+
 int main(int argc, char **argv) {
     if (hft_runtime_init() != HFT_OK || hft_safetensors_open(FIXTURE, &fx) != HFT_OK) {
         fprintf(stderr, "%s: %s\n", FIXTURE, hft_error_message());
@@ -217,6 +241,7 @@ int main(int argc, char **argv) {
         {"bf16_matches_torch_autocast", bf16_matches_torch_autocast},
         {"f16_matches_torch_autocast", f16_matches_torch_autocast},
         {"weights_convert_once_per_step", weights_convert_once_per_step},
+        {"rounding_kernel_equals_the_conversions", rounding_kernel_equals_the_conversions},
     };
     int rc = test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
     hft_safetensors_close(fx);

@@ -83,4 +83,12 @@ echo "== model.dtype bfloat16 without a lora section is refused"
 if "$bin/hft-train" recipes/llama_sft.yaml model.path="$work/llama" data.train_file=$fx/sft.jsonl output_dir="$work/x" \
     model.dtype=bfloat16 max_steps=1 > "$work/x.log" 2>&1; then exit 1; fi
 grep -q "model.dtype bfloat16 holds a frozen base in low precision, for LoRA" "$work/x.log"
+echo "== a full fine-tune of the bf16 model trains f32 masters and writes bf16, the dtype it came in"
+"$bin/hft-train" recipes/llama_sft.yaml model.path="$work/llama-bf16" data.train_file=$fx/sft.jsonl \
+    output_dir="$work/sft-bf16" max_length=64 $quiet max_steps=2 save_steps=2 > "$work/sft-bf16.log"
+grep -q "writing the model in bf16, the dtype it came in" "$work/sft-bf16.log"
+grep -q '"torch_dtype":.*"bfloat16"' "$work/sft-bf16/config.json"
+grep -q '"torch_dtype":.*"float32"' "$work/sft-bf16/checkpoint-2/config.json" # checkpoints keep the masters
+"$bin/hft-export" "$work/sft-bf16/checkpoint-2" "$work/sft-bf16-export" > /dev/null
+grep -q '"torch_dtype":.*"bfloat16"' "$work/sft-bf16-export/config.json"
 echo "all recipes ran"

@@ -57,6 +57,18 @@ static hft_status check_base(const char *src, const char *base, hft_model *m) {
     return st;
 }
 
+/* A checkpoint's model came in this dtype (training_state.h5 says; its weights are f32 masters): NULL when
+ * it came in f32 or the folder is not a checkpoint. */
+static const char *came_in(const char *dir) {
+    char *path = fs_join(dir, "training_state.h5");
+    train_state s;
+    const char *name = NULL;
+    if (path && fs_exists(path) && train_state_peek(path, &s) == HFT_OK)
+        name = strcmp(s.source_dtype, "bf16") == 0 ? "bfloat16" : strcmp(s.source_dtype, "f16") == 0 ? "float16" : NULL;
+    free(path);
+    return name;
+}
+
 /* --dtype: the weights converted before they are written. */
 static hft_status convert(hft_model *m, const hft_export_options *o) {
     if (!o || !o->dtype) return HFT_OK;
@@ -119,7 +131,7 @@ hft_status hft_export(const char *from, const char *out_dir, const hft_export_op
     } else {
         hft_model *m = NULL;
         st = hft_model_load(src, NULL, &m);
-        if (st == HFT_OK) st = convert(m, o);
+        if (st == HFT_OK) st = convert(m, o && o->dtype ? o : &(hft_export_options){.dtype = came_in(src)});
         if (st == HFT_OK) st = checkpoint_write_model(out_dir, m, src, src);
         if (st == HFT_OK) printf("exported %s (%s) to %s\n", src, hft_model_architecture(m), out_dir);
         hft_model_free(m);

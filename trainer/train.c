@@ -768,6 +768,7 @@ static hft_status save(trainer *t) {
     hft_model_fingerprint(t->model, s.model_fingerprint);
     recipe_fingerprint(t, s.recipe_fingerprint, sizeof s.recipe_fingerprint);
     memcpy(s.base_digest, t->base_digest, sizeof s.base_digest);
+    snprintf(s.source_dtype, sizeof s.source_dtype, "%s", hft_dtype_name(hft_model_source_dtype(t->model)));
     t->log.global_step = t->global_step;
     t->log.num_input_tokens_seen = t->tokens_seen;
     checkpoint_parts parts = {.model = t->model,
@@ -859,11 +860,20 @@ static hft_status finish(trainer *t, double train_loss_mean) {
     }
     if (hft_model_has_adapter(t->model) && strcmp(r->lora_export, "merged") == 0) {
         HFT_TRY(hft_lora_merge(t->model)); /* lora.export: merged — the run's output is a plain model */
-        HFT_TRY(hft_model_to_dtype(t->model, hft_model_matrix_dtype(t->model))); /* a bf16 base stays bf16 */
         printf("merged the LoRA adapter into the weights\n");
     }
-    HFT_TRY(checkpoint_write_model(r->output_dir, t->model, t->tokenizer_dir,
-                                   *r->model_path ? r->model_path : NULL));
+    /* a whole model is written in the dtype it came in (training kept f32 master weights); the sample below
+     * is then of the model as written */
+    hft_dtype out_dtype = hft_model_source_dtype(t->model);
+    bool whole = !hft_model_has_adapter(t->model) || strcmp(r->lora_export, "merged") == 0;
+    if (whole && out_dtype != HFT_F32) {
+        HFT_TRY(hft_model_to_dtype(t->model, out_dtype));
+        printf("writing the model in %s, the dtype it came in\n", hft_dtype_name(out_dtype));
+    }
+    hft_status written = checkpoint_write_model(r->output_dir, t->model, t->tokenizer_dir,
+                                                *r->model_path ? r->model_path : NULL);
+    if (whole && out_dtype != HFT_F32) HFT_TRY(hft_model_to_dtype(t->model, HFT_F32));
+    HFT_TRY(written);
     t->log.global_step = t->global_step;
     HFT_TRY(logbook_write_state(&t->log, r->output_dir));
     printf("saved the %s to %s\n", hft_model_has_adapter(t->model) ? "LoRA adapter" : "model", r->output_dir);

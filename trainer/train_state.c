@@ -158,7 +158,8 @@ hft_status train_state_save(const char *path, const train_state *s, hft_optimize
     bool ok = write_string_attr(f, "format", FORMAT) && write_attr(f, "version", H5T_NATIVE_INT, &version) &&
               write_string_attr(f, "model_fingerprint", s->model_fingerprint) &&
               write_string_attr(f, "recipe_fingerprint", s->recipe_fingerprint) &&
-              write_string_attr(f, "base_digest", s->base_digest);
+              write_string_attr(f, "base_digest", s->base_digest) &&
+              write_string_attr(f, "source_dtype", s->source_dtype);
     for (int i = 0; i < N_ATTRS && ok; i++)
         ok = write_attr(f, attrs[i].name, attrs[i].is_double ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64,
                         (const char *)s + attrs[i].off);
@@ -225,6 +226,7 @@ static hft_status read_scalars(hid_t f, const char *path, train_state *s) {
     read_string_attr(f, "model_fingerprint", s->model_fingerprint, sizeof s->model_fingerprint);
     read_string_attr(f, "recipe_fingerprint", s->recipe_fingerprint, sizeof s->recipe_fingerprint);
     read_string_attr(f, "base_digest", s->base_digest, sizeof s->base_digest);
+    read_string_attr(f, "source_dtype", s->source_dtype, sizeof s->source_dtype);
     return HFT_OK;
 }
 

@@ -25,6 +25,8 @@ typedef struct train_state {
     char model_fingerprint[33];   /* hex of a hash of the architecture and every parameter's name and shape */
     char recipe_fingerprint[128]; /* the recipe values a resume must keep: "batch=8 accum=4 max_length=512" */
     char base_digest[33]; /* training an adapter: hft_model_weights_digest of the frozen base; else "" */
+    char source_dtype[16]; /* hft_dtype_name of the dtype the model came in ("f32", "bf16", "f16"): hft-export's
+                            * default for a checkpoint; "" in older checkpoints */
     /* writing: each rank's next sample (global index: epoch × size + position in the epoch's order), which
      * with the counter-based RNG keyed on sample indices is all of a rank's data and RNG state; NULL for one
      * process. Reading leaves it NULL (train_state_rank_positions reads it). */

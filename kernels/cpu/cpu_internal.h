@@ -18,6 +18,7 @@ void KFN(cpu_register_xent)(hft_kernels *t);
 void KFN(cpu_register_rope)(hft_kernels *t);
 void KFN(cpu_register_attention)(hft_kernels *t);
 void KFN(cpu_register_optim)(hft_kernels *t);
+void KFN(cpu_register_round)(hft_kernels *t);
 
 void KFN(cpu_copy)(const hft_copy_args *a);
 void KFN(cpu_fill)(hft_dtype dt, const hft_kview *v, double value);

@@ -18,6 +18,7 @@ const hft_kernels *KFN(cpu_table)(void) {
         KFN(cpu_register_rope)(&table);
         KFN(cpu_register_attention)(&table);
         KFN(cpu_register_optim)(&table);
+        KFN(cpu_register_round)(&table);
         table_ready = 1;
     }
     return &table;
