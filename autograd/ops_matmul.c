@@ -296,6 +296,19 @@ static hft_tensor *low_grad(hft_ctx *ctx, hft_tensor *gy, hft_dtype low, mat *G)
     return r;
 }
 
+/* db [N] = Σ_rows dY, from dY as it came (not autocast's rounded copy). */
+static void bias_grad(hft_ctx *ctx, hft_tensor *bias, hft_tensor *gy, int64_t M, int64_t N) {
+    mat G;
+    rows_of(gy, &G);
+    hft_tensor gflat = *gy;
+    gflat.ndim = 2;
+    gflat.shape[0] = M;
+    gflat.shape[1] = N;
+    gflat.stride[0] = G.ld;
+    gflat.stride[1] = 1;
+    ag_grad_from_broadcast(ctx, bias, &gflat);
+}
+
 static void linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
     hft_tensor *x = node->in[0], *w = node->in[1], *bias = node->n_in > 2 ? node->in[2] : NULL;
     int64_t K = x->shape[x->ndim - 1], N = w->shape[0], M = hft_tensor_numel(x) / (K ? K : 1);
@@ -333,16 +346,7 @@ static void linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
     }
     if (w->requires_grad) /* dW [N, K] = dYᵀ [N, M] X [M, K] */
         grad_gemm(ctx, w, 0, NULL, N, K, M, G, true, X, false, 1.0);
-    if (bias && bias->requires_grad) { /* db [N] = Σ_rows dY */
-        hft_tensor gflat = *gy;
-        gflat.ndim = 2;
-        gflat.shape[0] = M;
-        gflat.shape[1] = N;
-        rows_of(gy, &G);
-        gflat.stride[0] = G.ld;
-        gflat.stride[1] = 1;
-        ag_grad_from_broadcast(ctx, bias, &gflat);
-    }
+    if (bias && bias->requires_grad) bias_grad(ctx, bias, gy, M, N);
     if (g_low) ag_pool_tensor_release(ctx, g_low);
 }
 
@@ -484,16 +488,7 @@ static void lora_linear_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
         rows_of(x, &X);
         grad_gemm(ctx, w, 0, NULL, N, K, M, G, true, X, false, 1.0);
     }
-    if (bias && bias->requires_grad) {
-        hft_tensor gflat = *gy;
-        gflat.ndim = 2;
-        gflat.shape[0] = M;
-        gflat.shape[1] = N;
-        rows_of(gy, &G);
-        gflat.stride[0] = G.ld;
-        gflat.stride[1] = 1;
-        ag_grad_from_broadcast(ctx, bias, &gflat);
-    }
+    if (bias && bias->requires_grad) bias_grad(ctx, bias, gy, M, N);
     if (g_low) ag_pool_tensor_release(ctx, g_low);
 }
 

@@ -7,30 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench_gpt2.h"
 #include "bench/bench_util.h"
-#include "nn/nn.h"
-#include "optim/optim.h"
-
-typedef struct step_state {
-    hft_ctx *ctx;
-    hft_model *model;
-    hft_optimizer *opt;
-    hft_batch batch;
-} step_state;
-
-static void train_step(void *arg) {
-    step_state *s = arg;
-    int64_t count = 0;
-    hft_tensor *sum = hft_model_loss(s->ctx, s->model, &s->batch, true, &count);
-    hft_tensor *loss = hft_scale(s->ctx, sum, 1.0 / (double)(count ? count : 1));
-    if (hft_backward(s->ctx, loss, NULL) != HFT_OK) fprintf(stderr, "step: %s\n", hft_ctx_error(s->ctx));
-    hft_ctx_reset(s->ctx);
-    double norm;
-    hft_paramset *ps = hft_model_params(s->model);
-    hft_clip_grad_norm(ps, 1.0, &norm);
-    hft_optimizer_step(s->opt, 1.0);
-    hft_paramset_zero_grad(ps);
-}
 
 typedef struct gemm_shape {
     int m, n, k;
@@ -57,23 +35,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     int threads = hft_threads_get();
-    step_state s = {0};
-    const char *config =
-        "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\"}"; /* 124M, dropout 0.1 */
-    if (hft_model_from_config(config, "bench", NULL, &s.model) != HFT_OK) {
-        fprintf(stderr, "%s\n", hft_error_message());
-        return 1;
-    }
-    hft_optim_config oc = hft_optim_defaults(HFT_OPTIM_ADAMW);
-    oc.lr = 1e-4;
-    hft_optimizer_new(hft_model_params(s.model), &oc, 0, NULL, &s.opt);
-    s.ctx = hft_ctx_new(NULL);
-    int64_t *ids = malloc(sizeof *ids * (size_t)(B * T));
-    for (int i = 0; i < B * T; i++) ids[i] = (int64_t)((i * 7919) % 50257);
-    s.batch.input_ids = hft_tensor_from_data(HFT_I64, 2, (int64_t[]){B, T}, ids);
-    s.batch.labels = s.batch.input_ids;
+    bench_gpt2 *gpt2 = bench_gpt2_new(B, T, HFT_F32);
+    if (!gpt2) return 1;
     printf("GPT-2 124M training step, B %d, T %d, f32, AdamW, %d threads\n", B, T, threads);
-    double t_step = bench_median(train_step, &s, 2, 5);
+    double t_step = bench_median(bench_gpt2_step, gpt2, 2, 5);
 
     /* the step's GEMMs: y = x Wᵀ, dX = dY W, dW = dYᵀ X for each linear layer, and the tied classifier */
     int M = B * T, d = 768;
@@ -113,10 +78,6 @@ int main(int argc, char **argv) {
     if (peer > 0)
         printf("  PyTorch step      %8.3f s  (share %.2f); hft is %.2fx PyTorch's speed\n", peer,
                bound / peer, peer / t_step);
-    hft_tensor_free(s.batch.input_ids);
-    free(ids);
-    hft_ctx_free(s.ctx);
-    hft_optimizer_free(s.opt);
-    hft_model_free(s.model);
+    bench_gpt2_free(gpt2);
     return 0;
 }

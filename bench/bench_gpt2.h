@@ -1,0 +1,13 @@
+/* A GPT-2 124M training step for the benchmarks (random weights of the real shape, ids spread over the
+ * vocabulary): forward, backward, clipping at 1.0 and an AdamW step, under an autocast dtype (HFT_F32: off). */
+#ifndef HFT_BENCH_GPT2_H
+#define HFT_BENCH_GPT2_H
+
+#include "autograd/autograd.h"
+
+typedef struct bench_gpt2 bench_gpt2;
+bench_gpt2 *bench_gpt2_new(int batch, int seq, hft_dtype autocast); /* NULL (message printed) on failure */
+void bench_gpt2_step(void *gpt2);                                   /* for bench_median */
+void bench_gpt2_free(bench_gpt2 *g);
+
+#endif
