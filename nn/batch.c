@@ -1,12 +1,40 @@
 /* Batch helpers the families share: positions, shifted labels, input checks. */
 #include "nn/nn_internal.h"
 
-hft_tensor *nn_positions(hft_ctx *ctx, int64_t T) {
+hft_tensor *nn_positions_from(hft_ctx *ctx, int64_t start, int64_t T) {
     hft_tensor *pos = hft_empty(ctx, HFT_I64, 2, (int64_t[]){1, T});
     if (!pos) return NULL;
     int64_t *p = hft_tensor_data(pos);
-    for (int64_t t = 0; t < T; t++) p[t] = t;
+    for (int64_t t = 0; t < T; t++) p[t] = start + t;
     return pos;
+}
+
+hft_tensor *nn_positions(hft_ctx *ctx, int64_t T) {
+    return nn_positions_from(ctx, 0, T);
+}
+
+int64_t nn_past(const hft_batch *b) {
+    return b && b->cache ? b->cache->len : 0;
+}
+
+bool nn_cache_kv(hft_ctx *ctx, const hft_batch *b, int layer, hft_tensor **k, hft_tensor **v) {
+    hft_kv_cache *c = b->cache;
+    if (!c || !*k || !*v) return *k && *v;
+    int64_t B = (*k)->shape[0], T = (*k)->shape[1];
+    if (B != c->batch || c->len + T > c->max_len) {
+        hft_ctx_fail(ctx, HFT_EINVAL, "decode: %lld rows of %lld tokens after %lld do not fit a cache of %lld rows "
+                     "x %lld tokens", (long long)B, (long long)T, (long long)c->len, (long long)c->batch,
+                     (long long)c->max_len);
+        return false;
+    }
+    hft_tensor *dk = hft_narrow(ctx, c->k[layer], 1, c->len, T), *dv = hft_narrow(ctx, c->v[layer], 1, c->len, T);
+    if (!dk || !dv || hft_tensor_copy(dk, *k) != HFT_OK || hft_tensor_copy(dv, *v) != HFT_OK) {
+        hft_ctx_fail(ctx, HFT_EINVAL, "decode: %s", hft_error_message());
+        return false;
+    }
+    *k = hft_narrow(ctx, c->k[layer], 1, 0, c->len + T);
+    *v = hft_narrow(ctx, c->v[layer], 1, 0, c->len + T);
+    return *k && *v;
 }
 
 hft_tensor *nn_shift_labels(hft_ctx *ctx, hft_tensor *labels) {

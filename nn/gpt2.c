@@ -120,8 +120,11 @@ static uint16_t site(int layer, int k) {
 static hft_tensor *gpt2_embed(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool train) {
     gpt2 *g = m->impl;
     if (!nn_check_ids(ctx, m, b, g->n_positions)) return NULL;
-    hft_tensor *pos =
-        nn_positions(ctx, b->input_ids->shape[1]); /* GPT-2 counts positions from 0 whatever the mask */
+    int64_t past = nn_past(b), T = b->input_ids->shape[1];
+    if (past + T > g->n_positions)
+        return hft_ctx_fail(ctx, HFT_EINVAL, "%s: position %lld is past n_positions %lld", m->architecture,
+                            (long long)(past + T - 1), (long long)g->n_positions);
+    hft_tensor *pos = nn_positions_from(ctx, past, T); /* GPT-2 counts positions from 0 whatever the mask */
     hft_tensor *h =
         hft_add(ctx, hft_embedding(ctx, g->wte, b->input_ids, -1), hft_embedding(ctx, g->wpe, pos, -1));
     return train ? hft_dropout(ctx, h, g->embd_pdrop, 0) : h;
@@ -138,11 +141,12 @@ static hft_tensor *gpt2_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor 
     hft_tensor *q = hft_squeeze(ctx, hft_narrow(ctx, qkv, 2, 0, 1), 2);
     hft_tensor *k = hft_squeeze(ctx, hft_narrow(ctx, qkv, 2, 1, 1), 2);
     hft_tensor *v = hft_squeeze(ctx, hft_narrow(ctx, qkv, 2, 2, 1), 2);
+    if (!nn_cache_kv(ctx, b, layer, &k, &v)) return NULL; /* decoding: attend to every cached token */
     double scale = g->scale_attn_weights ? 1.0 / sqrt((double)hd) : 1.0;
     if (g->scale_by_layer) scale /= (double)(layer + 1);
     hft_attn_opts ao = {.causal = true,
                         .scale = scale,
-                        .key_mask = b->attention_mask,
+                        .key_mask = b->cache ? NULL : b->attention_mask,
                         .dropout_p = train ? g->attn_pdrop : 0.0,
                         .dropout_site = site(layer, 0)};
     hft_tensor *o = hft_reshape(ctx, hft_attention(ctx, q, k, v, &ao), 3, (int64_t[]){B, T, d});
@@ -174,6 +178,12 @@ static hft_tensor *gpt2_head_logits(hft_ctx *ctx, hft_model *m, hft_tensor *h, c
     return hft_linear(ctx, final_norm(ctx, g, h), g->lm_head, NULL);
 }
 
+static void gpt2_kv_shape(const hft_model *m, int64_t *heads, int64_t *dim) {
+    const gpt2 *g = m->impl;
+    *heads = g->n_head;
+    *dim = g->n_embd / g->n_head;
+}
+
 const nn_family nn_family_gpt2 = {
     .name = "gpt2",
     .architectures = (const char *const[]){"GPT2LMHeadModel", NULL},
@@ -184,4 +194,5 @@ const nn_family nn_family_gpt2 = {
     .block = gpt2_block,
     .head_loss = gpt2_head_loss,
     .head_logits = gpt2_head_logits,
+    .kv_shape = gpt2_kv_shape,
 };

@@ -429,7 +429,7 @@ static hft_tensor *llama_embed(hft_ctx *ctx, hft_model *m, const hft_batch *b, b
     (void)train;
     llama *g = m->impl;
     /* no length limit: RoPE has no table, and transformers runs past max_position_embeddings */
-    if (!nn_check_ids(ctx, m, b, 0) || !check_window(ctx, m, b->input_ids->shape[1])) return NULL;
+    if (!nn_check_ids(ctx, m, b, 0) || !check_window(ctx, m, nn_past(b) + b->input_ids->shape[1])) return NULL;
     return hft_embedding(ctx, g->embed, b->input_ids, g->pad_id);
 }
 
@@ -452,20 +452,21 @@ static hft_tensor *llama_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor
     llama *g = m->impl;
     const llama_layer *L = &g->layers[layer];
     int64_t B = h->shape[0], T = h->shape[1], D = g->head_dim, H = g->n_heads, Hkv = g->n_kv_heads;
-    if (!check_window(ctx, m, T)) return NULL;
+    if (!check_window(ctx, m, nn_past(b) + T)) return NULL;
     hft_tensor *a = hft_rms_norm(ctx, h, L->in_norm, g->eps);
     hft_tensor *q = hft_reshape(ctx, nn_linear_forward(ctx, &L->q, a, train), 4, (int64_t[]){B, T, H, D});
     hft_tensor *k = hft_reshape(ctx, nn_linear_forward(ctx, &L->k, a, train), 4, (int64_t[]){B, T, Hkv, D});
     hft_tensor *v = hft_reshape(ctx, nn_linear_forward(ctx, &L->v, a, train), 4, (int64_t[]){B, T, Hkv, D});
     /* positions 0 .. T-1 for every row, padded or not: transformers' forward when no position_ids are given
      */
-    hft_tensor *pos = nn_positions(ctx, T);
+    hft_tensor *pos = nn_positions_from(ctx, nn_past(b), T); /* decoding: positions continue */
     hft_tensor *inv = g->inv_freq;
     if (q && q->dtype != inv->dtype) inv = hft_cast(ctx, inv, q->dtype);
     q = hft_rope(ctx, q, pos, inv, g->rope_scaling);
     k = hft_rope(ctx, k, pos, inv, g->rope_scaling);
+    if (!nn_cache_kv(ctx, b, layer, &k, &v)) return NULL;
     hft_attn_opts ao = {.causal = true,
-                        .key_mask = b->attention_mask,
+                        .key_mask = b->cache ? NULL : b->attention_mask,
                         .dropout_p = train ? g->attn_dropout : 0.0,
                         .dropout_site = (uint16_t)(1 + layer)};
     hft_tensor *o = hft_reshape(ctx, hft_attention(ctx, q, k, v, &ao), 3, (int64_t[]){B, T, H * D});
@@ -490,6 +491,12 @@ static hft_tensor *llama_head_logits(hft_ctx *ctx, hft_model *m, hft_tensor *h, 
     return hft_linear(ctx, hft_rms_norm(ctx, h, g->norm, g->eps), g->lm_head, NULL);
 }
 
+static void llama_kv_shape(const hft_model *m, int64_t *heads, int64_t *dim) {
+    const llama *g = m->impl;
+    *heads = g->n_kv_heads;
+    *dim = g->head_dim;
+}
+
 const nn_family nn_family_llama = {
     .name = "llama",
     .architectures =
@@ -501,4 +508,5 @@ const nn_family nn_family_llama = {
     .block = llama_block,
     .head_loss = llama_head_loss,
     .head_logits = llama_head_logits,
+    .kv_shape = llama_kv_shape,
 };

@@ -190,7 +190,46 @@ typedef struct hft_batch {
     hft_tensor *token_type_ids; /* [B, T] (BERT); or NULL for all zeros */
     hft_tensor *labels;         /* causal LM [B, T] (shifted inside, -100 ignored); masked LM [B, T];
                                    classification [B] integers, regression [B] or [B, num_labels] floats */
+    struct hft_kv_cache *cache; /* incremental decoding: the keys and values of earlier tokens (hft_model_decode) */
 } hft_batch;
+
+/* ---------------------------------------------------------------- incremental decoding */
+
+/* The keys and values of every layer for up to max_len tokens of `batch` sequences, allocated once, so
+ * decoding a token allocates nothing. Causal LMs only (GPT-2, the Llama family; grouped-query heads keep
+ * their fewer key/value heads). */
+typedef struct hft_kv_cache hft_kv_cache;
+hft_status hft_kv_cache_new(const hft_model *m, int64_t batch, int64_t max_len, hft_kv_cache **out);
+void hft_kv_cache_free(hft_kv_cache *c);
+int64_t hft_kv_cache_len(const hft_kv_cache *c);
+void hft_kv_cache_reset(hft_kv_cache *c); /* empty again, for the next prompt */
+/* Logits [B, T, V] of ids [B, T], the tokens that follow the cache's (positions continue from its length);
+ * their keys and values are appended. Rows of one batch share their length (no padding yet). NULL with the
+ * context's error when the cache is full or the model is not a causal LM. */
+hft_tensor *hft_model_decode(hft_ctx *ctx, hft_model *m, hft_kv_cache *c, hft_tensor *ids);
+
+/* Generation, as transformers' generate: greedy, or sampling with temperature, top_k, top_p, min_p; a
+ * repetition penalty either way; stops after max_new_tokens or at an end token. */
+typedef struct hft_generate_options {
+    int64_t max_new_tokens;
+    bool do_sample;
+    double temperature, top_p, min_p, repetition_penalty;
+    int64_t top_k; /* 0: off */
+    const int64_t *eos; /* end tokens (generation_config.json's eos_token_id, one or several) */
+    int n_eos;
+    uint64_t seed; /* sampling draws from a Philox stream keyed on it */
+} hft_generate_options;
+hft_generate_options hft_generate_defaults(void); /* transformers' GenerationConfig defaults */
+/* Called with each new token as it comes; false stops the generation. */
+typedef bool (*hft_token_fn)(int64_t token, void *user);
+/* The tokens that follow prompt[0..n) into out (room for max_new_tokens), *n_out of them. One KV cache is
+ * allocated for the call; no step allocates. */
+hft_status hft_generate(hft_ctx *ctx, hft_model *m, const int64_t *prompt, int64_t n, const hft_generate_options *o,
+                        int64_t *out, int64_t *n_out, hft_token_fn on_token, void *user);
+/* The processors generate applies to one row of next-token logits (in place; -inf where filtered), given the
+ * tokens so far: what transformers' generate returns as its scores. */
+hft_status hft_process_logits(float *scores, int64_t V, const int64_t *seen, int64_t n_seen,
+                              const hft_generate_options *o);
 
 /* The model as stages, so callers can run blocks one at a time (activation checkpointing):
  * embed → block 0 .. n-1 → head. h is [B, T, hidden]. */

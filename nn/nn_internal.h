@@ -107,6 +107,19 @@ struct hft_model {
     hft_dtype source_dtype; /* the dtype the checkpoint's matrices came in (F32 for a new model) */
 };
 
+struct hft_kv_cache {
+    int n_layers;
+    hft_tensor **k, **v; /* per layer [batch, max_len, kv_heads, head_dim], f32 */
+    int64_t batch, max_len, len;
+};
+
+/* Decoding with a cache: where this batch's positions start (0 without one). */
+int64_t nn_past(const hft_batch *b);
+/* Keys and values of the new tokens written into the cache, and k, v replaced by views of every cached
+ * token; false (context error) when they do not fit. Without a cache it does nothing. */
+bool nn_cache_kv(hft_ctx *ctx, const hft_batch *b, int layer, hft_tensor **k, hft_tensor **v);
+hft_tensor *nn_positions_from(hft_ctx *ctx, int64_t start, int64_t T);
+
 /* An architecture family: GPT-2, Llama (also Mistral, Qwen2), BERT. */
 struct nn_family {
     const char *name;
@@ -125,6 +138,8 @@ struct nn_family {
                              int64_t *count);
     hft_tensor *(*head_logits)(hft_ctx *ctx, hft_model *m, hft_tensor *h, const hft_batch *b);
     hft_tensor *(*pooler)(hft_ctx *ctx, hft_model *m, hft_tensor *h); /* NULL when the family has none */
+    /* causal LMs: the key/value heads and head size a KV cache holds per layer; NULL otherwise */
+    void (*kv_shape)(const hft_model *m, int64_t *heads, int64_t *dim);
 };
 
 extern const nn_family nn_family_gpt2;

@@ -91,4 +91,12 @@ grep -q '"torch_dtype":.*"bfloat16"' "$work/sft-bf16/config.json"
 grep -q '"torch_dtype":.*"float32"' "$work/sft-bf16/checkpoint-2/config.json" # checkpoints keep the masters
 "$bin/hft-export" "$work/sft-bf16/checkpoint-2" "$work/sft-bf16-export" > /dev/null
 grep -q '"torch_dtype":.*"bfloat16"' "$work/sft-bf16-export/config.json"
+echo "== hft-generate on a fine-tuned model and on a LoRA adapter over its base, greedy and sampled"
+"$bin/hft-generate" "$work/gpt2-export" --prompt "The quick" max_new_tokens=8 > "$work/gen.txt" 2> "$work/gen.err"
+grep -q "^The quick" "$work/gen.txt" && grep -q "8 tokens in .* tokens/s (greedy" "$work/gen.err"
+"$bin/hft-generate" "$work/lora-adapter" --prompt "A" max_new_tokens=4 do_sample=true seed=7 temperature=0.7 \
+    > /dev/null 2> "$work/gen2.err"
+grep -q "tokens/s (sampling" "$work/gen2.err"
+if "$bin/hft-generate" "$work/gpt2-export" top_q=3 > /dev/null 2> "$work/gen3.err"; then exit 1; fi
+grep -q "top_q=3: unknown key" "$work/gen3.err"
 echo "all recipes ran"

@@ -1,0 +1,142 @@
+/* Decoding as transformers' generate does it: the logits of the last position go through the processors in
+ * its order — repetition penalty, then (sampling) temperature, top-k, top-p, min-p — and the next token is
+ * the argmax (greedy) or a draw from the softmax (sampling, from a Philox stream keyed on the seed: the same
+ * seed gives the same text, though not the one torch's generator would give). */
+#include "nn/nn_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+hft_generate_options hft_generate_defaults(void) {
+    /* transformers' GenerationConfig defaults (max_length 20 becomes max_new_tokens here) */
+    return (hft_generate_options){.max_new_tokens = 20,
+                                  .temperature = 1.0,
+                                  .top_k = 50,
+                                  .top_p = 1.0,
+                                  .min_p = 0.0,
+                                  .repetition_penalty = 1.0};
+}
+
+static int by_score_desc(const void *a, const void *b, void *scores) {
+    const float *s = scores;
+    int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
+    return s[i] > s[j] ? -1 : s[i] < s[j] ? 1 : (i > j) - (i < j);
+}
+
+/* The processors, in transformers' order, on the scores of one row (in place). */
+static void process(float *s, int64_t V, const int64_t *seen, int64_t n_seen, const hft_generate_options *o,
+                    int64_t *order) {
+    if (o->repetition_penalty != 1.0)
+        for (int64_t i = 0; i < n_seen; i++) {
+            float *x = &s[seen[i]]; /* a token seen twice is penalised once: transformers gathers, then scatters */
+            bool done = false;
+            for (int64_t j = 0; j < i && !done; j++) done = seen[j] == seen[i];
+            if (!done) *x = *x < 0 ? *x * (float)o->repetition_penalty : *x / (float)o->repetition_penalty;
+        }
+    if (!o->do_sample) return;
+    if (o->temperature != 1.0)
+        for (int64_t v = 0; v < V; v++) s[v] = s[v] / (float)o->temperature;
+    for (int64_t v = 0; v < V; v++) order[v] = v;
+    qsort_r(order, (size_t)V, sizeof *order, by_score_desc, s);
+    if (o->top_k > 0 && o->top_k < V) { /* keep those not below the k-th score (ties at it stay, as torch) */
+        float kth = s[order[o->top_k - 1]];
+        for (int64_t v = 0; v < V; v++)
+            if (s[v] < kth) s[v] = -INFINITY;
+    }
+    if (o->top_p < 1.0) { /* the smallest set whose probability reaches top_p, at least one token */
+        double max = s[order[0]], total = 0, cum = 0;
+        for (int64_t v = 0; v < V; v++) total += exp((double)s[v] - max);
+        /* transformers sorts ascending and drops while the cumulative probability <= 1 - top_p */
+        int64_t keep = V;
+        for (int64_t r = V - 1; r >= 1; r--) {
+            cum += exp((double)s[order[r]] - max) / total;
+            if (cum <= 1.0 - o->top_p) keep = r;
+            else break;
+        }
+        for (int64_t r = keep; r < V; r++) s[order[r]] = -INFINITY;
+    }
+    if (o->min_p > 0) { /* drop tokens below min_p times the top token's probability */
+        double max = s[order[0]];
+        for (int64_t v = 0; v < V; v++)
+            if (exp((double)s[v] - max) < o->min_p) s[v] = -INFINITY;
+    }
+}
+
+hft_status hft_process_logits(float *scores, int64_t V, const int64_t *seen, int64_t n_seen,
+                              const hft_generate_options *o) {
+    int64_t *order = malloc(sizeof *order * (size_t)(V > 0 ? V : 1));
+    if (!order) return hft_error(HFT_ENOMEM, "out of memory");
+    process(scores, V, seen, n_seen, o, order);
+    free(order);
+    return HFT_OK;
+}
+
+static int64_t argmax(const float *s, int64_t V) {
+    int64_t best = 0;
+    for (int64_t v = 1; v < V; v++)
+        if (s[v] > s[best]) best = v; /* the first of equal maxima, as torch.argmax */
+    return best;
+}
+
+static int64_t draw(const float *s, int64_t V, uint64_t seed, uint32_t step) {
+    double max = s[argmax(s, V)], total = 0;
+    for (int64_t v = 0; v < V; v++) total += exp((double)s[v] - max);
+    uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32) ^ 0x67656e65u}, ctr[4] = {step, 0, 0, 0}, r[4];
+    hft_philox4x32(key, ctr, r);
+    double u = ((double)r[0] + (double)r[1] / 4294967296.0) / 4294967296.0 * total;
+    int64_t last = 0;
+    for (int64_t v = 0; v < V; v++) {
+        if (s[v] == -INFINITY) continue;
+        last = v;
+        if ((u -= exp((double)s[v] - max)) <= 0) return v;
+    }
+    return last;
+}
+
+static bool is_eos(int64_t t, const hft_generate_options *o) {
+    for (int i = 0; i < o->n_eos; i++)
+        if (o->eos[i] == t) return true;
+    return false;
+}
+
+hft_status hft_generate(hft_ctx *ctx, hft_model *m, const int64_t *prompt, int64_t n, const hft_generate_options *o,
+                        int64_t *out, int64_t *n_out, hft_token_fn on_token, void *user) {
+    *n_out = 0;
+    if (n < 1) return hft_error(HFT_EINVAL, "generate: an empty prompt (give at least one token, e.g. BOS)");
+    if (o->do_sample && !(o->temperature > 0))
+        return hft_error(HFT_EINVAL, "generate: temperature %g; sampling needs a temperature > 0", o->temperature);
+    if (!(o->top_p > 0 && o->top_p <= 1) || o->min_p < 0 || o->min_p > 1 || !(o->repetition_penalty > 0))
+        return hft_error(HFT_EINVAL, "generate: top_p %g, min_p %g, repetition_penalty %g; expected top_p in (0, 1], "
+                         "min_p in [0, 1], repetition_penalty > 0", o->top_p, o->min_p, o->repetition_penalty);
+    hft_kv_cache *cache = NULL;
+    HFT_TRY(hft_kv_cache_new(m, 1, n + (o->max_new_tokens > 0 ? o->max_new_tokens : 0), &cache));
+    int64_t V = m->vocab_size, total = n;
+    float *s = malloc(sizeof *s * (size_t)V);
+    int64_t *order = malloc(sizeof *order * (size_t)V), *seen = malloc(sizeof *seen * (size_t)(n + o->max_new_tokens));
+    hft_status st = s && order && seen ? HFT_OK : hft_error(HFT_ENOMEM, "out of memory");
+    if (st == HFT_OK) memcpy(seen, prompt, sizeof *seen * (size_t)n);
+    const int64_t *next = prompt;
+    int64_t next_n = n;
+    for (int64_t i = 0; i < o->max_new_tokens && st == HFT_OK; i++) {
+        hft_tensor *ids = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, next_n}, next);
+        hft_tensor *logits = ids ? hft_model_decode(ctx, m, cache, ids) : NULL;
+        if (!logits) {
+            st = hft_error(hft_ctx_status(ctx), "generate: %s", hft_ctx_error(ctx));
+            break;
+        }
+        memcpy(s, (const float *)hft_tensor_data(logits) + (next_n - 1) * V, sizeof *s * (size_t)V);
+        hft_ctx_reset(ctx);
+        process(s, V, seen, total, o, order);
+        int64_t t = o->do_sample ? draw(s, V, o->seed, (uint32_t)i) : argmax(s, V);
+        out[(*n_out)++] = t;
+        seen[total++] = t;
+        next = &seen[total - 1];
+        next_n = 1;
+        if (on_token && !on_token(t, user)) break;
+        if (is_eos(t, o)) break;
+    }
+    free(s), free(order), free(seen);
+    hft_kv_cache_free(cache);
+    return st;
+}

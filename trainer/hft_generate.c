@@ -1,0 +1,190 @@
+/* hft-generate MODEL_DIR_OR_CHECKPOINT [--prompt TEXT] [--base DIR] [key=value ...]: continues a prompt with a
+ * model folder, a run's checkpoint or a LoRA adapter on its base, streaming the text as it comes and saying
+ * the speed; decoding settings come from the folder's generation_config.json, then from key=value. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "data/data.h"
+#include "nn/nn.h"
+#include "trainer/fsutil.h"
+
+static int usage(void) {
+    fprintf(stderr,
+            "usage: hft-generate MODEL_DIR_OR_CHECKPOINT [--prompt TEXT] [--base BASE_DIR] [key=value ...]\n"
+            "  keys (transformers' names; defaults from generation_config.json): max_new_tokens, do_sample,\n"
+            "  temperature, top_k, top_p, min_p, repetition_penalty, seed\n"
+            "  a LoRA adapter folder runs on its base (adapter_config.json's, or --base)\n");
+    return 2;
+}
+
+typedef struct stream {
+    const hft_tokenizer *tok;
+    int32_t *ids;
+    int64_t n;
+    size_t printed; /* bytes of the decoded text already written */
+} stream;
+
+/* Prints what the new token adds to the decoded text (a token can end inside a character: decoding the
+ * whole continuation again keeps the output whole). */
+static bool on_token(int64_t token, void *user) {
+    stream *s = user;
+    s->ids[s->n++] = (int32_t)token;
+    char *text = NULL;
+    size_t len = 0;
+    if (hft_tokenizer_decode(s->tok, s->ids, s->n, true, &text, &len) == HFT_OK && len > s->printed) {
+        fwrite(text + s->printed, 1, len - s->printed, stdout);
+        fflush(stdout);
+        s->printed = len;
+    }
+    free(text);
+    return true;
+}
+
+/* generation_config.json's settings over transformers' defaults. */
+static void read_generation_config(const char *dir, hft_generate_options *o, int64_t *eos, int *n_eos) {
+    char *path = fs_join(dir, "generation_config.json");
+    char *text = path ? fs_read_text(path, NULL) : NULL;
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    const cJSON *x;
+    if ((x = cJSON_GetObjectItem(j, "do_sample")) && cJSON_IsBool(x)) o->do_sample = cJSON_IsTrue(x);
+    if ((x = cJSON_GetObjectItem(j, "temperature")) && cJSON_IsNumber(x)) o->temperature = x->valuedouble;
+    if ((x = cJSON_GetObjectItem(j, "top_k")) && cJSON_IsNumber(x)) o->top_k = x->valueint;
+    if ((x = cJSON_GetObjectItem(j, "top_p")) && cJSON_IsNumber(x)) o->top_p = x->valuedouble;
+    if ((x = cJSON_GetObjectItem(j, "min_p")) && cJSON_IsNumber(x)) o->min_p = x->valuedouble;
+    if ((x = cJSON_GetObjectItem(j, "repetition_penalty")) && cJSON_IsNumber(x)) o->repetition_penalty = x->valuedouble;
+    if ((x = cJSON_GetObjectItem(j, "max_new_tokens")) && cJSON_IsNumber(x)) o->max_new_tokens = x->valueint;
+    if ((x = cJSON_GetObjectItem(j, "eos_token_id"))) {
+        if (cJSON_IsNumber(x)) eos[(*n_eos)++] = x->valueint;
+        const cJSON *e;
+        if (cJSON_IsArray(x)) cJSON_ArrayForEach(e, x) if (cJSON_IsNumber(e) && *n_eos < 8) eos[(*n_eos)++] = e->valueint;
+    }
+    cJSON_Delete(j);
+    free(text), free(path);
+}
+
+static bool set_key(hft_generate_options *o, const char *kv) {
+    const char *eq = strchr(kv, '=');
+    size_t n = (size_t)(eq - kv);
+    const char *v = eq + 1;
+    char *end = NULL;
+    double d = strtod(v, &end);
+    bool num = end && end != v && *end == '\0';
+#define KEY(name) (n == strlen(name) && strncmp(kv, name, n) == 0)
+    if (KEY("do_sample") && (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)) o->do_sample = v[0] == 't';
+    else if (KEY("max_new_tokens") && num && d >= 0) o->max_new_tokens = (int64_t)d;
+    else if (KEY("temperature") && num) o->temperature = d;
+    else if (KEY("top_k") && num && d >= 0) o->top_k = (int64_t)d;
+    else if (KEY("top_p") && num) o->top_p = d;
+    else if (KEY("min_p") && num) o->min_p = d;
+    else if (KEY("repetition_penalty") && num) o->repetition_penalty = d;
+    else if (KEY("seed") && num && d >= 0) o->seed = (uint64_t)d;
+    else return false;
+#undef KEY
+    return true;
+}
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The model (and the folder its tokenizer is in): a model folder or checkpoint, or an adapter on its base. */
+static hft_status load(const char *dir, const char *base, hft_model **m, char **tok_dir) {
+    char *cfg = fs_join(dir, "adapter_config.json");
+    bool adapter = cfg && fs_exists(cfg);
+    free(cfg);
+    if (!adapter) {
+        *tok_dir = strdup(dir);
+        return hft_model_load(dir, &(hft_load_options){.hold_as_stored = false}, m);
+    }
+    char *named = NULL;
+    if (!base) {
+        char *path = fs_join(dir, "adapter_config.json"), *text = fs_read_text(path, NULL);
+        cJSON *j = text ? cJSON_Parse(text) : NULL;
+        const cJSON *b = cJSON_GetObjectItem(j, "base_model_name_or_path");
+        named = cJSON_IsString(b) ? strdup(b->valuestring) : NULL;
+        cJSON_Delete(j);
+        free(text), free(path);
+        base = named;
+    }
+    if (!base || !fs_is_dir(base)) {
+        hft_status st = hft_error(HFT_EIO, "%s: a LoRA adapter whose base %s is not here: give it with --base DIR", dir,
+                                  base ? base : "(unnamed)");
+        free(named);
+        return st;
+    }
+    hft_status st = hft_model_load(base, &(hft_load_options){.hold_as_stored = true}, m);
+    if (st == HFT_OK) st = hft_lora_load(*m, dir);
+    char *tj = fs_join(dir, "tokenizer.json");
+    *tok_dir = strdup(tj && fs_exists(tj) ? dir : base);
+    free(tj), free(named);
+    return st;
+}
+
+int main(int argc, char **argv) {
+    const char *dir = NULL, *prompt = "", *base = NULL;
+    hft_generate_options o = hft_generate_defaults();
+    int64_t eos[8];
+    int n_eos = 0;
+    const char *keys[64];
+    int n_keys = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--prompt") == 0 && i + 1 < argc) prompt = argv[++i];
+        else if (strcmp(argv[i], "--base") == 0 && i + 1 < argc) base = argv[++i];
+        else if (!dir && argv[i][0] != '-' && fs_is_dir(argv[i])) dir = argv[i];
+        else if (strchr(argv[i], '=') && n_keys < 64) keys[n_keys++] = argv[i];
+        else if (argv[i][0] != '-' && !dir) dir = argv[i];
+        else return usage();
+    }
+    if (!dir) return usage();
+    hft_model *m = NULL;
+    hft_tokenizer *tok = NULL;
+    char *tok_dir = NULL;
+    if (hft_runtime_init() != HFT_OK || load(dir, base, &m, &tok_dir) != HFT_OK ||
+        hft_tokenizer_load(tok_dir, &tok) != HFT_OK) {
+        fprintf(stderr, "hft-generate: %s\n", hft_error_message());
+        return 1;
+    }
+    read_generation_config(tok_dir, &o, eos, &n_eos);
+    o.eos = eos, o.n_eos = n_eos;
+    for (int i = 0; i < n_keys; i++)
+        if (!set_key(&o, keys[i])) {
+            fprintf(stderr, "hft-generate: %s: unknown key or bad value (keys: max_new_tokens, do_sample, temperature, "
+                    "top_k, top_p, min_p, repetition_penalty, seed)\n", keys[i]);
+            return 2;
+        }
+    hft_encoding enc = {0};
+    hft_status st = hft_tokenizer_encode(tok, prompt, strlen(prompt), NULL, 0, true, &enc);
+    int64_t n = st == HFT_OK ? enc.n : 0;
+    int64_t *ids = malloc(sizeof *ids * (size_t)(n + 1)), *out = malloc(sizeof *out * (size_t)(o.max_new_tokens + 1));
+    stream s = {.tok = tok, .ids = malloc(sizeof(int32_t) * (size_t)(o.max_new_tokens + 1))};
+    for (int64_t i = 0; i < n; i++) ids[i] = enc.ids[i];
+    if (st == HFT_OK && n == 0) { /* an empty prompt starts from the beginning-of-text token */
+        hft_special_tokens sp = hft_tokenizer_specials(tok);
+        ids[n++] = sp.bos >= 0 ? sp.bos : (sp.eos >= 0 ? sp.eos : 0);
+    }
+    hft_encoding_free(&enc);
+    hft_ctx *ctx = st == HFT_OK ? hft_ctx_new(NULL) : NULL;
+    int64_t n_out = 0;
+    double t0 = now();
+    fputs(prompt, stdout);
+    if (st == HFT_OK && ctx) st = hft_generate(ctx, m, ids, n, &o, out, &n_out, on_token, &s);
+    double dt = now() - t0;
+    printf("\n");
+    fflush(stdout);
+    if (st != HFT_OK) fprintf(stderr, "hft-generate: %s\n", hft_error_message());
+    else
+        fprintf(stderr, "%lld tokens in %.2f s: %.1f tokens/s (%s, prompt of %lld tokens)\n", (long long)n_out, dt,
+                dt > 0 ? (double)n_out / dt : 0, o.do_sample ? "sampling" : "greedy", (long long)n);
+    free(ids), free(out), free(s.ids), free(tok_dir);
+    hft_ctx_free(ctx);
+    hft_tokenizer_free(tok);
+    hft_model_free(m);
+    return st == HFT_OK ? 0 : 1;
+}
