@@ -8,6 +8,7 @@
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Below this many flops a GEMM runs on one thread: a parallel region costs a few microseconds. */
 #define PARALLEL_GEMM_FLOPS (1 << 21)
@@ -28,6 +29,17 @@ typedef struct gemm_op {
 
 static void gemm_one(const gemm_op *g, int64_t m, int64_t n, const char *a, const char *b, char *c) {
     if (m == 0 || n == 0) return;
+    if (m == 1 && g->dt == HFT_F32) { /* one row (decoding a token): a GEMV reads B once and packs nothing */
+        int inc_a = g->ta ? (int)g->lda : 1;
+        if (g->beta == 0) memset(c, 0, sizeof(float) * (size_t)n); /* a GEMV scales c by beta: no NaN garbage */
+        if (g->tb) /* c = alpha B a + beta c, B stored [n, k] */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)g->k, (float)g->alpha, (const float *)b,
+                        (int)g->ldb, (const float *)a, inc_a, (float)g->beta, (float *)c, 1);
+        else /* B stored [k, n] */
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)g->k, (int)n, (float)g->alpha, (const float *)b,
+                        (int)g->ldb, (const float *)a, inc_a, (float)g->beta, (float *)c, 1);
+        return;
+    }
     enum CBLAS_TRANSPOSE opa = g->ta ? CblasTrans : CblasNoTrans, opb = g->tb ? CblasTrans : CblasNoTrans;
     if (g->dt == HFT_F32)
         cblas_sgemm(CblasRowMajor, opa, opb, (int)m, (int)n, (int)g->k, (float)g->alpha, (const float *)a,
