@@ -140,3 +140,46 @@ hft_status hft_generate(hft_ctx *ctx, hft_model *m, const int64_t *prompt, int64
     hft_kv_cache_free(cache);
     return st;
 }
+
+/* ---------------------------------------------------------------- perplexity */
+
+hft_status hft_perplexity(hft_ctx *ctx, hft_model *m, const int64_t *ids, int64_t n, int64_t max_length,
+                          int64_t stride, double *ppl, int64_t *tokens) {
+    *ppl = NAN;
+    *tokens = 0;
+    if (n < 2 || max_length < 2 || stride < 1)
+        return hft_error(HFT_EINVAL, "perplexity: %lld tokens, max_length %lld, stride %lld; expected at least 2, 2, 1",
+                         (long long)n, (long long)max_length, (long long)stride);
+    int64_t *labels = malloc(sizeof *labels * (size_t)max_length);
+    if (!labels) return hft_error(HFT_ENOMEM, "out of memory");
+    double nll_sum = 0;
+    int64_t n_tokens = 0, prev_end = 0;
+    bool prev = hft_set_grad_enabled(ctx, false);
+    hft_status st = HFT_OK;
+    for (int64_t begin = 0; begin < n && st == HFT_OK; begin += stride) {
+        int64_t end = begin + max_length < n ? begin + max_length : n, len = end - begin, trg = end - prev_end;
+        for (int64_t i = 0; i < len; i++) labels[i] = i < len - trg ? -100 : ids[begin + i];
+        hft_batch b = {.input_ids = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, len}, ids + begin),
+                       .labels = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, len}, labels)};
+        int64_t count = 0;
+        hft_tensor *sum = hft_model_loss(ctx, m, &b, false, &count);
+        if (!sum) {
+            st = hft_error(hft_ctx_status(ctx), "perplexity: %s", hft_ctx_error(ctx));
+            break;
+        }
+        /* the guide weights each window's mean loss by its valid labels minus one (its "internal label shift") */
+        double mean = count ? (double)*(float *)hft_tensor_data(sum) / (double)count : 0;
+        nll_sum += mean * (double)(trg - 1);
+        n_tokens += trg - 1;
+        hft_ctx_reset(ctx);
+        prev_end = end;
+        if (end == n) break;
+    }
+    hft_set_grad_enabled(ctx, prev);
+    free(labels);
+    if (st == HFT_OK && n_tokens > 0) {
+        *ppl = exp(nll_sum / (double)n_tokens);
+        *tokens = n_tokens;
+    }
+    return st;
+}

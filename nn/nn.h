@@ -230,6 +230,11 @@ hft_status hft_generate(hft_ctx *ctx, hft_model *m, const int64_t *prompt, int64
  * tokens so far: what transformers' generate returns as its scores. */
 hft_status hft_process_logits(float *scores, int64_t V, const int64_t *seen, int64_t n_seen,
                               const hft_generate_options *o);
+/* The perplexity of ids[0..n) as transformers' perplexity guide computes it: windows of max_length tokens
+ * moved by stride, each scoring only the tokens not scored before, the windows' mean losses weighted by
+ * their new tokens minus one. *tokens: that weight's total. */
+hft_status hft_perplexity(hft_ctx *ctx, hft_model *m, const int64_t *ids, int64_t n, int64_t max_length,
+                          int64_t stride, double *ppl, int64_t *tokens);
 
 /* The model as stages, so callers can run blocks one at a time (activation checkpointing):
  * embed → block 0 .. n-1 → head. h is [B, T, hidden]. */

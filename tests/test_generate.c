@@ -118,10 +118,37 @@ TEST(greedy_and_processed_scores_match_transformers) {
     hft_safetensors_close(f);
 }
 
+TEST(perplexity_matches_the_transformers_guide) {
+    hft_safetensors *f = NULL;
+    if (hft_safetensors_open(FIXTURE, &f) != HFT_OK) {
+        CHECK(false, "%s: %s", FIXTURE, hft_error_message());
+        return;
+    }
+    cJSON *ppl = cJSON_Parse(hft_safetensors_metadata(f, "ppl"));
+    int64_t max_length = cJSON_GetObjectItem(ppl, "max_length")->valueint, stride = cJSON_GetObjectItem(ppl, "stride")->valueint;
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
+        hft_model *m = load(models[i]);
+        hft_tensor *ids = get(f, models[i], "ppl_ids", HFT_I64), *want = get(f, models[i], "ppl", HFT_F64);
+        if (!m || !ids || !want) continue;
+        hft_ctx *ctx = hft_ctx_new(NULL);
+        double got = 0;
+        int64_t tokens = 0;
+        CHECK_OK(hft_perplexity(ctx, m, hft_tensor_data(ids), hft_tensor_numel(ids), max_length, stride, &got, &tokens), NULL);
+        double w = *(double *)hft_tensor_data(want);
+        CHECK(fabs(got - w) <= 1e-5 * w, "%s: perplexity %.9g, the guide's %.9g", models[i], got, w);
+        hft_ctx_free(ctx);
+        hft_tensor_free(ids), hft_tensor_free(want);
+        hft_model_free(m);
+    }
+    cJSON_Delete(ppl);
+    hft_safetensors_close(f);
+}
+
 int main(int argc, char **argv) {
     static const test_case cases[] = {
         {"decoding_with_the_cache_equals_a_full_forward", decoding_with_the_cache_equals_a_full_forward},
         {"greedy_and_processed_scores_match_transformers", greedy_and_processed_scores_match_transformers},
+        {"perplexity_matches_the_transformers_guide", perplexity_matches_the_transformers_guide},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

@@ -99,4 +99,9 @@ grep -q "^The quick" "$work/gen.txt" && grep -q "8 tokens in .* tokens/s (greedy
 grep -q "tokens/s (sampling" "$work/gen2.err"
 if "$bin/hft-generate" "$work/gpt2-export" top_q=3 > /dev/null 2> "$work/gen3.err"; then exit 1; fi
 grep -q "top_q=3: unknown key" "$work/gen3.err"
+printf '{"prompt": "The quick"}\n{"prompt": "A", "id": 7}\n' > "$work/prompts.jsonl"
+"$bin/hft-generate" "$work/gpt2-export" --file "$work/prompts.jsonl" max_new_tokens=3 > "$work/answers.jsonl"
+test "$(grep -c '"completion":' "$work/answers.jsonl")" = 2 && grep -q '"id":7' "$work/answers.jsonl"
+"$bin/hft-generate" "$work/gpt2-export" --perplexity $fx/valid.txt stride=16 > "$work/ppl.txt"
+grep -q "perplexity [0-9.]* over [0-9]* tokens" "$work/ppl.txt"
 echo "all recipes ran"

@@ -1,6 +1,8 @@
-/* hft-generate MODEL_DIR_OR_CHECKPOINT [--prompt TEXT] [--base DIR] [key=value ...]: continues a prompt with a
- * model folder, a run's checkpoint or a LoRA adapter on its base, streaming the text as it comes and saying
- * the speed; decoding settings come from the folder's generation_config.json, then from key=value. */
+/* hft-generate MODEL_DIR_OR_CHECKPOINT [--prompt TEXT | --file PROMPTS.jsonl | --perplexity TEXT_FILE]
+ * [--base DIR] [key=value ...]: continues a prompt with a model folder, a run's checkpoint or a LoRA adapter
+ * on its base, streaming the text as it comes and saying the speed; or answers a JSONL file of prompts with
+ * JSONL; or measures a text's perplexity with transformers' sliding window. Decoding settings come from the
+ * folder's generation_config.json, then from key=value. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +17,11 @@
 
 static int usage(void) {
     fprintf(stderr,
-            "usage: hft-generate MODEL_DIR_OR_CHECKPOINT [--prompt TEXT] [--base BASE_DIR] [key=value ...]\n"
+            "usage: hft-generate MODEL_DIR_OR_CHECKPOINT [--prompt TEXT | --file PROMPTS.jsonl |\n"
+            "                    --perplexity TEXT_FILE] [--base BASE_DIR] [key=value ...]\n"
             "  keys (transformers' names; defaults from generation_config.json): max_new_tokens, do_sample,\n"
-            "  temperature, top_k, top_p, min_p, repetition_penalty, seed\n"
+            "  temperature, top_k, top_p, min_p, repetition_penalty, seed; perplexity: max_length, stride\n"
+            "  --file: one JSON object a line with \"prompt\"; writes one a line with \"completion\" added\n"
             "  a LoRA adapter folder runs on its base (adapter_config.json's, or --base)\n");
     return 2;
 }
@@ -67,6 +71,8 @@ static void read_generation_config(const char *dir, hft_generate_options *o, int
     free(text), free(path);
 }
 
+static int64_t ppl_max_length, ppl_stride = 512; /* the perplexity guide's stride */
+
 static bool set_key(hft_generate_options *o, const char *kv) {
     const char *eq = strchr(kv, '=');
     size_t n = (size_t)(eq - kv);
@@ -83,6 +89,8 @@ static bool set_key(hft_generate_options *o, const char *kv) {
     else if (KEY("min_p") && num) o->min_p = d;
     else if (KEY("repetition_penalty") && num) o->repetition_penalty = d;
     else if (KEY("seed") && num && d >= 0) o->seed = (uint64_t)d;
+    else if (KEY("max_length") && num && d >= 2) ppl_max_length = (int64_t)d;
+    else if (KEY("stride") && num && d >= 1) ppl_stride = (int64_t)d;
     else return false;
 #undef KEY
     return true;
@@ -127,8 +135,90 @@ static hft_status load(const char *dir, const char *base, hft_model **m, char **
     return st;
 }
 
+/* The ids of a text as the tokenizer encodes it with its special tokens (what tokenizer(text) gives). */
+static hft_status encode(const hft_tokenizer *tok, const char *text, int64_t **ids, int64_t *n) {
+    hft_encoding enc = {0};
+    HFT_TRY(hft_tokenizer_encode(tok, text, strlen(text), NULL, 0, true, &enc));
+    *ids = malloc(sizeof **ids * (size_t)(enc.n + 1));
+    if (!*ids) return hft_error(HFT_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < enc.n; i++) (*ids)[i] = enc.ids[i];
+    *n = enc.n;
+    if (*n == 0) { /* an empty prompt starts from the beginning-of-text token */
+        hft_special_tokens sp = hft_tokenizer_specials(tok);
+        (*ids)[(*n)++] = sp.bos >= 0 ? sp.bos : (sp.eos >= 0 ? sp.eos : 0);
+    }
+    hft_encoding_free(&enc);
+    return HFT_OK;
+}
+
+static hft_status perplexity(hft_model *m, const hft_tokenizer *tok, const char *path) {
+    char *text = fs_read_text(path, NULL);
+    if (!text) return hft_error(HFT_EIO, "%s: cannot read", path);
+    int64_t *ids = NULL, n = 0, tokens = 0;
+    hft_status st = encode(tok, text, &ids, &n);
+    free(text);
+    int64_t max_length = ppl_max_length ? ppl_max_length : hft_model_max_positions(m);
+    if (max_length <= 0) max_length = 1024;
+    int64_t stride = ppl_stride < max_length ? ppl_stride : max_length;
+    hft_ctx *ctx = st == HFT_OK ? hft_ctx_new(NULL) : NULL;
+    double ppl = 0;
+    if (ctx) st = hft_perplexity(ctx, m, ids, n, max_length, stride, &ppl, &tokens);
+    if (st == HFT_OK)
+        printf("%s: perplexity %.4f over %lld tokens (windows of %lld, stride %lld, as transformers' guide)\n", path,
+               ppl, (long long)tokens, (long long)max_length, (long long)stride);
+    hft_ctx_free(ctx);
+    free(ids);
+    return st;
+}
+
+/* --file: a JSON object a line with "prompt"; the same objects back with "completion" added, one a line. */
+static hft_status answer_file(hft_model *m, const hft_tokenizer *tok, const char *path, const hft_generate_options *o) {
+    FILE *fp = fopen(path, "r");
+    if (!fp) return hft_error(HFT_EIO, "%s: cannot open", path);
+    char *line = NULL;
+    size_t cap = 0;
+    long no = 0;
+    hft_status st = HFT_OK;
+    hft_ctx *ctx = hft_ctx_new(NULL);
+    int64_t *out = malloc(sizeof *out * (size_t)(o->max_new_tokens + 1));
+    int32_t *out32 = malloc(sizeof *out32 * (size_t)(o->max_new_tokens + 1));
+    while (st == HFT_OK && ctx && out && out32 && getline(&line, &cap, fp) > 0) {
+        no++;
+        if (strspn(line, " \t\r\n") == strlen(line)) continue;
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *p = cJSON_GetObjectItem(j, "prompt");
+        if (!cJSON_IsString(p)) {
+            st = hft_error(HFT_EFORMAT, "%s:%ld: expected a JSON object with a string \"prompt\"", path, no);
+            cJSON_Delete(j);
+            break;
+        }
+        int64_t *ids = NULL, n = 0, n_out = 0;
+        st = encode(tok, p->valuestring, &ids, &n);
+        if (st == HFT_OK) st = hft_generate(ctx, m, ids, n, o, out, &n_out, NULL, NULL);
+        char *text = NULL;
+        size_t len = 0;
+        for (int64_t i = 0; i < n_out; i++) out32[i] = (int32_t)out[i];
+        if (st == HFT_OK) st = hft_tokenizer_decode(tok, out32, n_out, true, &text, &len);
+        if (st == HFT_OK) {
+            char *completion = strndup(text, len);
+            cJSON_AddStringToObject(j, "completion", completion);
+            cJSON_AddNumberToObject(j, "completion_tokens", (double)n_out);
+            char *row = cJSON_PrintUnformatted(j);
+            printf("%s\n", row);
+            fflush(stdout);
+            free(row), free(completion);
+        }
+        free(text), free(ids);
+        cJSON_Delete(j);
+    }
+    free(line), free(out), free(out32);
+    hft_ctx_free(ctx);
+    fclose(fp);
+    return st;
+}
+
 int main(int argc, char **argv) {
-    const char *dir = NULL, *prompt = "", *base = NULL;
+    const char *dir = NULL, *prompt = "", *base = NULL, *file = NULL, *ppl_file = NULL;
     hft_generate_options o = hft_generate_defaults();
     int64_t eos[8];
     int n_eos = 0;
@@ -136,6 +226,8 @@ int main(int argc, char **argv) {
     int n_keys = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--prompt") == 0 && i + 1 < argc) prompt = argv[++i];
+        else if (strcmp(argv[i], "--file") == 0 && i + 1 < argc) file = argv[++i];
+        else if (strcmp(argv[i], "--perplexity") == 0 && i + 1 < argc) ppl_file = argv[++i];
         else if (strcmp(argv[i], "--base") == 0 && i + 1 < argc) base = argv[++i];
         else if (!dir && argv[i][0] != '-' && fs_is_dir(argv[i])) dir = argv[i];
         else if (strchr(argv[i], '=') && n_keys < 64) keys[n_keys++] = argv[i];
@@ -159,6 +251,14 @@ int main(int argc, char **argv) {
                     "top_k, top_p, min_p, repetition_penalty, seed)\n", keys[i]);
             return 2;
         }
+    if (file || ppl_file) {
+        hft_status st = ppl_file ? perplexity(m, tok, ppl_file) : answer_file(m, tok, file, &o);
+        if (st != HFT_OK) fprintf(stderr, "hft-generate: %s\n", hft_error_message());
+        free(tok_dir);
+        hft_tokenizer_free(tok);
+        hft_model_free(m);
+        return st == HFT_OK ? 0 : 1;
+    }
     hft_encoding enc = {0};
     hft_status st = hft_tokenizer_encode(tok, prompt, strlen(prompt), NULL, 0, true, &enc);
     int64_t n = st == HFT_OK ? enc.n : 0;
