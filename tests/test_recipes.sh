@@ -104,4 +104,8 @@ printf '{"prompt": "The quick"}\n{"prompt": "A", "id": 7}\n' > "$work/prompts.js
 test "$(grep -c '"completion":' "$work/answers.jsonl")" = 2 && grep -q '"id":7' "$work/answers.jsonl"
 "$bin/hft-generate" "$work/gpt2-export" --perplexity $fx/valid.txt stride=16 > "$work/ppl.txt"
 grep -q "perplexity [0-9.]* over [0-9]* tokens" "$work/ppl.txt"
+echo "== sample_at_eval writes what the model generates at each evaluation"
+"$bin/hft-train" recipes/scratch_gpt.yaml output_dir="$work/samples" max_steps=4 sample_tokens=6 max_length=64 $quiet \
+    data.eval_file=$fx/valid.txt eval_strategy=steps eval_steps=2 sample_at_eval=true > /dev/null
+test "$(grep -c '"completion":' "$work/samples/samples.jsonl")" = 2
 echo "all recipes ran"

@@ -158,6 +158,8 @@ static const key_spec keys[] = {
      "after training, generate a sample from this prompt"},
     {"training", "sample_tokens", NULL, K_INT, F(sample_tokens), "0", 0, 1e6, false, NULL,
      "tokens of the sample (0: no sample)"},
+    {"training", "sample_at_eval", NULL, K_BOOL, F(sample_at_eval), "false", 0, 0, false, NULL,
+     "also sample from sample_prompt at each evaluation (printed, and in output_dir/samples.jsonl)"},
     /* under training (as in TrainingArguments) or at the top level; unset keys keep transformers' defaults */
     {"lr_scheduler_kwargs", "num_cycles", NULL, K_ONUM, F(sk_num_cycles), "", 0, INF, true, NULL,
      "cosine schedules: cycles"},

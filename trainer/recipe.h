@@ -69,6 +69,7 @@ typedef struct hft_recipe {
     /* a sample generated at the end of training */
     char *sample_prompt;
     int64_t sample_tokens;
+    bool sample_at_eval; /* also at each evaluation, into output_dir/samples.jsonl */
     /* where each key was set: for the messages of checks made after parsing */
     int lines[160];
 } hft_recipe;

@@ -1,12 +1,15 @@
-/* A sample of what a causal LM writes, printed at the end of a run: sampling with temperature 0.8 and
- * top-k 10 from a fixed seed. Recomputes the whole sequence per token (no KV cache yet), which is what a
- * few hundred tokens of a small model afford. */
+/* Samples of what a causal LM writes: at the end of a run and, with sample_at_eval, at each evaluation
+ * (logged to output_dir/samples.jsonl). Sampling with temperature 0.8 and top-k 10 from a fixed seed, so
+ * samples at different steps differ by the model only. */
 #ifndef HFT_SAMPLE_H
 #define HFT_SAMPLE_H
 
 #include "data/data.h"
 #include "nn/nn.h"
 
+/* The continuation of `prompt` (malloc'd text in *text). */
+hft_status generate_sample(hft_ctx *ctx, hft_model *m, const hft_tokenizer *tok, const char *prompt, int64_t tokens,
+                           uint64_t seed, char **text);
 hft_status print_sample(hft_ctx *ctx, hft_model *m, const hft_tokenizer *tok, const char *prompt,
                         int64_t tokens, uint64_t seed);
 

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "data/data.h"
 #include "distributed/dist.h"
 #include "nn/nn.h"
@@ -704,6 +706,29 @@ static hft_status evaluate(trainer *t, log_entry *e) {
     return st;
 }
 
+/* sample_at_eval: what the model writes now, printed and appended to output_dir/samples.jsonl (rank 0). */
+static hft_status log_sample(trainer *t) {
+    if (!t->main || hft_model_task(t->model) != HFT_TASK_CAUSAL_LM) return HFT_OK;
+    char *text = NULL;
+    bool prev = hft_set_grad_enabled(t->ctx, false);
+    hft_status st = generate_sample(t->ctx, t->model, t->tok, t->r->sample_prompt, t->r->sample_tokens, t->seed, &text);
+    hft_set_grad_enabled(t->ctx, prev);
+    HFT_TRY(st);
+    logbook_progress_clear(&t->log);
+    printf("sample at step %lld: %s%s\n", (long long)t->global_step, t->r->sample_prompt, text);
+    cJSON *row = cJSON_CreateObject();
+    cJSON_AddNumberToObject(row, "step", (double)t->global_step);
+    cJSON_AddStringToObject(row, "prompt", t->r->sample_prompt);
+    cJSON_AddStringToObject(row, "completion", text);
+    char *line = cJSON_PrintUnformatted(row), *path = fs_join(t->r->output_dir, "samples.jsonl");
+    FILE *fp = path ? fopen(path, "a") : NULL;
+    if (fp) fprintf(fp, "%s\n", line), fclose(fp);
+    else st = hft_error(HFT_EIO, "%s: cannot append", path ? path : "samples.jsonl");
+    cJSON_Delete(row);
+    free(line), free(path), free(text);
+    return st;
+}
+
 /* Updates the best metric after an evaluation; true when this one is the best so far. */
 static bool track_best(trainer *t, const log_entry *e) {
     double v = log_entry_get(e, t->metric, NAN);
@@ -975,6 +1000,7 @@ static hft_status run(trainer *t, bool *stopped) {
             HFT_TRY(logbook_add(&t->log, &e));
             logbook_print(&t->log, &e, t->total_steps);
             best = track_best(t, &e);
+            if (r->sample_at_eval && r->sample_tokens > 0) HFT_TRY(log_sample(t));
             double metric =
                 log_entry_get(&e, t->metric, NAN); /* reduce_lr_on_plateau steps on evaluations, as HF */
             if (isfinite(metric)) hft_schedule_observe(t->sched, metric);
