@@ -20,7 +20,8 @@ static int usage(void) {
             "usage: hft-generate MODEL_DIR_OR_CHECKPOINT [--prompt TEXT | --file PROMPTS.jsonl |\n"
             "                    --perplexity TEXT_FILE] [--base BASE_DIR] [key=value ...]\n"
             "  keys (transformers' names; defaults from generation_config.json): max_new_tokens, do_sample,\n"
-            "  temperature, top_k, top_p, min_p, repetition_penalty, seed; perplexity: max_length, stride\n"
+            "  temperature, top_k, top_p, min_p, repetition_penalty, seed, stop_strings=A,B;\n"
+            "  perplexity: max_length, stride\n"
             "  --file: one JSON object a line with \"prompt\"; writes one a line with \"completion\" added\n"
             "  a LoRA adapter folder runs on its base (adapter_config.json's, or --base)\n");
     return 2;
@@ -31,7 +32,21 @@ typedef struct stream {
     int32_t *ids;
     int64_t n;
     size_t printed; /* bytes of the decoded text already written */
+    bool quiet;     /* --file: nothing printed as it comes */
 } stream;
+
+/* stop_strings (generation_config.json's, or stop_strings=a,b): generation ends once the text holds one, as
+ * transformers' StopStringCriteria ends it (the stop string stays in the text). */
+static char *stop_strings[16];
+static int n_stop;
+
+static void add_stop_strings(const char *list) {
+    char *copy = strdup(list);
+    for (char *save = NULL, *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok && n_stop < 16;
+         tok = strtok_r(NULL, ",", &save))
+        if (*tok) stop_strings[n_stop++] = strdup(tok);
+    free(copy);
+}
 
 /* Prints what the new token adds to the decoded text (a token can end inside a character: decoding the
  * whole continuation again keeps the output whole). */
@@ -40,13 +55,17 @@ static bool on_token(int64_t token, void *user) {
     s->ids[s->n++] = (int32_t)token;
     char *text = NULL;
     size_t len = 0;
-    if (hft_tokenizer_decode(s->tok, s->ids, s->n, true, &text, &len) == HFT_OK && len > s->printed) {
-        fwrite(text + s->printed, 1, len - s->printed, stdout);
-        fflush(stdout);
+    bool go_on = true;
+    if (hft_tokenizer_decode(s->tok, s->ids, s->n, true, &text, &len) == HFT_OK) {
+        if (len > s->printed && !s->quiet) {
+            fwrite(text + s->printed, 1, len - s->printed, stdout);
+            fflush(stdout);
+        }
         s->printed = len;
+        for (int i = 0; i < n_stop && go_on; i++) go_on = !memmem(text, len, stop_strings[i], strlen(stop_strings[i]));
     }
     free(text);
-    return true;
+    return go_on;
 }
 
 /* generation_config.json's settings over transformers' defaults. */
@@ -62,9 +81,12 @@ static void read_generation_config(const char *dir, hft_generate_options *o, int
     if ((x = cJSON_GetObjectItem(j, "min_p")) && cJSON_IsNumber(x)) o->min_p = x->valuedouble;
     if ((x = cJSON_GetObjectItem(j, "repetition_penalty")) && cJSON_IsNumber(x)) o->repetition_penalty = x->valuedouble;
     if ((x = cJSON_GetObjectItem(j, "max_new_tokens")) && cJSON_IsNumber(x)) o->max_new_tokens = x->valueint;
+    const cJSON *e;
+    if ((x = cJSON_GetObjectItem(j, "stop_strings")) && cJSON_IsString(x)) add_stop_strings(x->valuestring);
+    if (x && cJSON_IsArray(x))
+        cJSON_ArrayForEach(e, x) if (cJSON_IsString(e) && n_stop < 16) stop_strings[n_stop++] = strdup(e->valuestring);
     if ((x = cJSON_GetObjectItem(j, "eos_token_id"))) {
         if (cJSON_IsNumber(x)) eos[(*n_eos)++] = x->valueint;
-        const cJSON *e;
         if (cJSON_IsArray(x)) cJSON_ArrayForEach(e, x) if (cJSON_IsNumber(e) && *n_eos < 8) eos[(*n_eos)++] = e->valueint;
     }
     cJSON_Delete(j);
@@ -91,6 +113,7 @@ static bool set_key(hft_generate_options *o, const char *kv) {
     else if (KEY("seed") && num && d >= 0) o->seed = (uint64_t)d;
     else if (KEY("max_length") && num && d >= 2) ppl_max_length = (int64_t)d;
     else if (KEY("stride") && num && d >= 1) ppl_stride = (int64_t)d;
+    else if (KEY("stop_strings") && *v) add_stop_strings(v);
     else return false;
 #undef KEY
     return true;
@@ -194,7 +217,8 @@ static hft_status answer_file(hft_model *m, const hft_tokenizer *tok, const char
         }
         int64_t *ids = NULL, n = 0, n_out = 0;
         st = encode(tok, p->valuestring, &ids, &n);
-        if (st == HFT_OK) st = hft_generate(ctx, m, ids, n, o, out, &n_out, NULL, NULL);
+        stream s = {.tok = tok, .ids = out32, .quiet = true};
+        if (st == HFT_OK) st = hft_generate(ctx, m, ids, n, o, out, &n_out, on_token, &s);
         char *text = NULL;
         size_t len = 0;
         for (int64_t i = 0; i < n_out; i++) out32[i] = (int32_t)out[i];
@@ -248,7 +272,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_keys; i++)
         if (!set_key(&o, keys[i])) {
             fprintf(stderr, "hft-generate: %s: unknown key or bad value (keys: max_new_tokens, do_sample, temperature, "
-                    "top_k, top_p, min_p, repetition_penalty, seed)\n", keys[i]);
+                    "top_k, top_p, min_p, repetition_penalty, seed, stop_strings, max_length, stride)\n", keys[i]);
             return 2;
         }
     if (file || ppl_file) {
