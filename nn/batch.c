@@ -68,9 +68,10 @@ bool nn_check_ids(hft_ctx *ctx, const hft_model *m, const hft_batch *b, int64_t 
     }
     const hft_tensor *masks[2] = {b->attention_mask, b->token_type_ids};
     const char *names[2] = {"attention_mask", "token_type_ids"};
+    int64_t keys = ids->shape[1] + nn_past(b); /* with a cache the mask covers every key */
     for (int i = 0; i < 2; i++)
         if (masks[i] && (masks[i]->ndim != 2 || masks[i]->shape[0] != ids->shape[0] ||
-                         masks[i]->shape[1] != ids->shape[1])) {
+                         masks[i]->shape[1] != (i == 0 ? keys : ids->shape[1]))) {
             hft_ctx_fail(ctx, HFT_EINVAL, "%s: %s must have input_ids' shape [%lld, %lld]", m->architecture,
                          names[i], (long long)ids->shape[0], (long long)ids->shape[1]);
             return false;

@@ -57,10 +57,15 @@ void hft_kv_cache_reset(hft_kv_cache *c) {
 }
 
 hft_tensor *hft_model_decode(hft_ctx *ctx, hft_model *m, hft_kv_cache *c, hft_tensor *ids) {
+    return hft_model_decode_masked(ctx, m, c, ids, NULL, NULL);
+}
+
+hft_tensor *hft_model_decode_masked(hft_ctx *ctx, hft_model *m, hft_kv_cache *c, hft_tensor *ids, hft_tensor *mask,
+                                    hft_tensor *positions) {
     if (c->n_layers != m->n_layers)
         return hft_ctx_fail(ctx, HFT_EINVAL, "decode: the cache has %d layers, %s %d", c->n_layers,
                             m->architecture, m->n_layers);
-    hft_batch b = {.input_ids = ids, .cache = c};
+    hft_batch b = {.input_ids = ids, .cache = c, .attention_mask = mask, .position_ids = positions};
     bool prev = hft_set_grad_enabled(ctx, false);
     hft_tensor *logits = hft_model_logits(ctx, m, &b);
     hft_set_grad_enabled(ctx, prev);

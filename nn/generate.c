@@ -183,3 +183,71 @@ hft_status hft_perplexity(hft_ctx *ctx, hft_model *m, const int64_t *ids, int64_
     }
     return st;
 }
+
+/* ---------------------------------------------------------------- several prompts at once */
+
+hft_status hft_generate_batch(hft_ctx *ctx, hft_model *m, const int64_t *const *prompts, const int64_t *lengths, int rows,
+                              int64_t pad_id, const hft_generate_options *o, int64_t *out, int64_t *n_out) {
+    int64_t L = 0, K = o->max_new_tokens, V = m->vocab_size;
+    for (int r = 0; r < rows; r++) {
+        if (lengths[r] < 1) return hft_error(HFT_EINVAL, "generate: prompt %d is empty", r);
+        if (lengths[r] > L) L = lengths[r];
+        n_out[r] = 0;
+    }
+    hft_kv_cache *cache = NULL;
+    HFT_TRY(hft_kv_cache_new(m, rows, L + K, &cache));
+    size_t R = (size_t)rows;
+    int64_t *ids = malloc(sizeof *ids * R * (size_t)L), *mask = malloc(sizeof *mask * R * (size_t)(L + K)),
+            *pos = malloc(sizeof *pos * R * (size_t)L), *seen = malloc(sizeof *seen * R * (size_t)(L + K)),
+            *n_seen = calloc(R, sizeof *n_seen), *order = malloc(sizeof *order * (size_t)V);
+    float *s = malloc(sizeof *s * (size_t)V);
+    bool *done = calloc(R, sizeof *done);
+    hft_status st = ids && mask && pos && seen && n_seen && order && s && done ? HFT_OK : hft_error(HFT_ENOMEM, "out of memory");
+    for (int r = 0; r < rows && st == HFT_OK; r++) { /* left padding; positions count the real tokens */
+        int64_t pad = L - lengths[r], count = 0;
+        for (int64_t t = 0; t < L; t++) {
+            bool real = t >= pad;
+            ids[r * L + t] = real ? prompts[r][t - pad] : pad_id;
+            mask[r * (L + K) + t] = real;
+            pos[r * L + t] = real ? count++ : 1; /* transformers: cumsum - 1, padding filled with 1 */
+            if (real) seen[r * (L + K) + n_seen[r]++] = ids[r * L + t];
+        }
+    }
+    int64_t T = L, len = 0;
+    for (int64_t i = 0; i < K && st == HFT_OK; i++) {
+        len += T;
+        hft_tensor *x = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){rows, T}, ids);
+        hft_tensor *mk = hft_empty(ctx, HFT_I64, 2, (int64_t[]){rows, len});
+        hft_tensor *ps = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){rows, T}, pos);
+        if (mk)
+            for (int r = 0; r < rows; r++)
+                for (int64_t t = 0; t < len; t++) ((int64_t *)hft_tensor_data(mk))[r * len + t] = mask[r * (L + K) + t];
+        hft_tensor *logits = x && mk && ps ? hft_model_decode_masked(ctx, m, cache, x, mk, ps) : NULL;
+        if (!logits) {
+            st = hft_error(hft_ctx_status(ctx), "generate: %s", hft_ctx_error(ctx));
+            break;
+        }
+        bool all_done = true;
+        for (int r = 0; r < rows; r++) {
+            memcpy(s, (const float *)hft_tensor_data(logits) + ((int64_t)r * T + T - 1) * V, sizeof *s * (size_t)V);
+            int64_t next = pad_id;
+            if (!done[r]) { /* a finished row goes on with padding, as generate's unfinished_sequences */
+                process(s, V, seen + (size_t)r * (size_t)(L + K), n_seen[r], o, order);
+                next = o->do_sample ? draw(s, V, o->seed + (uint64_t)r, (uint32_t)i) : argmax(s, V);
+                out[r * K + n_out[r]++] = next;
+                seen[r * (L + K) + n_seen[r]++] = next;
+                done[r] = is_eos(next, o);
+            }
+            all_done &= done[r];
+            ids[r] = next;
+            mask[r * (L + K) + len] = 1;
+            pos[r] = pos[r * T + T - 1] + 1;
+        }
+        hft_ctx_reset(ctx);
+        T = 1;
+        if (all_done) break;
+    }
+    free(ids), free(mask), free(pos), free(seen), free(n_seen), free(order), free(s), free(done);
+    hft_kv_cache_free(cache);
+    return st;
+}

@@ -124,7 +124,8 @@ static hft_tensor *gpt2_embed(hft_ctx *ctx, hft_model *m, const hft_batch *b, bo
     if (past + T > g->n_positions)
         return hft_ctx_fail(ctx, HFT_EINVAL, "%s: position %lld is past n_positions %lld", m->architecture,
                             (long long)(past + T - 1), (long long)g->n_positions);
-    hft_tensor *pos = nn_positions_from(ctx, past, T); /* GPT-2 counts positions from 0 whatever the mask */
+    /* GPT-2 counts positions from 0 whatever the mask, unless generation gives them (left padding) */
+    hft_tensor *pos = b->position_ids ? b->position_ids : nn_positions_from(ctx, past, T);
     hft_tensor *h =
         hft_add(ctx, hft_embedding(ctx, g->wte, b->input_ids, -1), hft_embedding(ctx, g->wpe, pos, -1));
     return train ? hft_dropout(ctx, h, g->embd_pdrop, 0) : h;
@@ -146,7 +147,7 @@ static hft_tensor *gpt2_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor 
     if (g->scale_by_layer) scale /= (double)(layer + 1);
     hft_attn_opts ao = {.causal = true,
                         .scale = scale,
-                        .key_mask = b->cache ? NULL : b->attention_mask,
+                        .key_mask = b->attention_mask,
                         .dropout_p = train ? g->attn_pdrop : 0.0,
                         .dropout_site = site(layer, 0)};
     hft_tensor *o = hft_reshape(ctx, hft_attention(ctx, q, k, v, &ao), 3, (int64_t[]){B, T, d});

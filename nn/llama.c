@@ -459,14 +459,14 @@ static hft_tensor *llama_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor
     hft_tensor *v = hft_reshape(ctx, nn_linear_forward(ctx, &L->v, a, train), 4, (int64_t[]){B, T, Hkv, D});
     /* positions 0 .. T-1 for every row, padded or not: transformers' forward when no position_ids are given
      */
-    hft_tensor *pos = nn_positions_from(ctx, nn_past(b), T); /* decoding: positions continue */
+    hft_tensor *pos = b->position_ids ? b->position_ids : nn_positions_from(ctx, nn_past(b), T); /* decoding: they go on */
     hft_tensor *inv = g->inv_freq;
     if (q && q->dtype != inv->dtype) inv = hft_cast(ctx, inv, q->dtype);
     q = hft_rope(ctx, q, pos, inv, g->rope_scaling);
     k = hft_rope(ctx, k, pos, inv, g->rope_scaling);
     if (!nn_cache_kv(ctx, b, layer, &k, &v)) return NULL;
     hft_attn_opts ao = {.causal = true,
-                        .key_mask = b->cache ? NULL : b->attention_mask,
+                        .key_mask = b->attention_mask,
                         .dropout_p = train ? g->attn_dropout : 0.0,
                         .dropout_site = (uint16_t)(1 + layer)};
     hft_tensor *o = hft_reshape(ctx, hft_attention(ctx, q, k, v, &ao), 3, (int64_t[]){B, T, H * D});

@@ -191,6 +191,7 @@ typedef struct hft_batch {
     hft_tensor *labels;         /* causal LM [B, T] (shifted inside, -100 ignored); masked LM [B, T];
                                    classification [B] integers, regression [B] or [B, num_labels] floats */
     struct hft_kv_cache *cache; /* incremental decoding: the keys and values of earlier tokens (hft_model_decode) */
+    hft_tensor *position_ids;   /* [B, T] i64 (left-padded rows); NULL: 0, 1, ... after the cached tokens */
 } hft_batch;
 
 /* ---------------------------------------------------------------- incremental decoding */
@@ -207,6 +208,10 @@ void hft_kv_cache_reset(hft_kv_cache *c); /* empty again, for the next prompt */
  * their keys and values are appended. Rows of one batch share their length (no padding yet). NULL with the
  * context's error when the cache is full or the model is not a causal LM. */
 hft_tensor *hft_model_decode(hft_ctx *ctx, hft_model *m, hft_kv_cache *c, hft_tensor *ids);
+/* The same for rows of different lengths, left-padded: mask [B, cached + T] over every key (0 for padding),
+ * positions [B, T] (as generate derives them: the running count of the mask's ones, minus one). */
+hft_tensor *hft_model_decode_masked(hft_ctx *ctx, hft_model *m, hft_kv_cache *c, hft_tensor *ids, hft_tensor *mask,
+                                    hft_tensor *positions);
 
 /* Generation, as transformers' generate: greedy, or sampling with temperature, top_k, top_p, min_p; a
  * repetition penalty either way; stops after max_new_tokens or at an end token. */
@@ -226,6 +231,10 @@ typedef bool (*hft_token_fn)(int64_t token, void *user);
  * allocated for the call; no step allocates. */
 hft_status hft_generate(hft_ctx *ctx, hft_model *m, const int64_t *prompt, int64_t n, const hft_generate_options *o,
                         int64_t *out, int64_t *n_out, hft_token_fn on_token, void *user);
+/* Rows of several prompts at once (prompts[r] of lengths[r] tokens), left-padded with pad_id as transformers
+ * pads them; out[r * max_new_tokens + i], n_out[r] tokens each (a finished row stops at its end token). */
+hft_status hft_generate_batch(hft_ctx *ctx, hft_model *m, const int64_t *const *prompts, const int64_t *lengths, int rows,
+                              int64_t pad_id, const hft_generate_options *o, int64_t *out, int64_t *n_out);
 /* The processors generate applies to one row of next-token logits (in place; -inf where filtered), given the
  * tokens so far: what transformers' generate returns as its scores. */
 hft_status hft_process_logits(float *scores, int64_t V, const int64_t *seen, int64_t n_seen,

@@ -144,11 +144,47 @@ TEST(perplexity_matches_the_transformers_guide) {
     hft_safetensors_close(f);
 }
 
+TEST(batched_left_padded_greedy_matches_transformers) {
+    hft_safetensors *f = NULL;
+    if (hft_safetensors_open(FIXTURE, &f) != HFT_OK) {
+        CHECK(false, "%s: %s", FIXTURE, hft_error_message());
+        return;
+    }
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
+        hft_model *m = load(models[i]);
+        hft_tensor *p[3], *want = get(f, models[i], "batch_greedy", HFT_I64);
+        const int64_t *prompts[3];
+        int64_t lengths[3], out[3 * 10], n_out[3];
+        for (int r = 0; r < 3; r++) {
+            char name[32];
+            snprintf(name, sizeof name, "batch_prompt%d", r);
+            p[r] = get(f, models[i], name, HFT_I64);
+            prompts[r] = p[r] ? hft_tensor_data(p[r]) : NULL;
+            lengths[r] = p[r] ? hft_tensor_numel(p[r]) : 0;
+        }
+        if (m && want && p[0] && p[1] && p[2]) {
+            hft_ctx *ctx = hft_ctx_new(NULL);
+            hft_generate_options o = hft_generate_defaults();
+            o.max_new_tokens = 10;
+            CHECK_OK(hft_generate_batch(ctx, m, prompts, lengths, 3, 0, &o, out, n_out), NULL);
+            CHECK(n_out[0] == 10 && n_out[1] == 10 && n_out[2] == 10 &&
+                      memcmp(out, hft_tensor_data(want), sizeof out) == 0,
+                  "%s: the left-padded batch's greedy tokens differ from transformers' generate", models[i]);
+            hft_ctx_free(ctx);
+        }
+        for (int r = 0; r < 3; r++) hft_tensor_free(p[r]);
+        hft_tensor_free(want);
+        hft_model_free(m);
+    }
+    hft_safetensors_close(f);
+}
+
 int main(int argc, char **argv) {
     static const test_case cases[] = {
         {"decoding_with_the_cache_equals_a_full_forward", decoding_with_the_cache_equals_a_full_forward},
         {"greedy_and_processed_scores_match_transformers", greedy_and_processed_scores_match_transformers},
         {"perplexity_matches_the_transformers_guide", perplexity_matches_the_transformers_guide},
+        {"batched_left_padded_greedy_matches_transformers", batched_left_padded_greedy_matches_transformers},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }
