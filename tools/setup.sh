@@ -8,6 +8,8 @@ pkgs="$pkgs libonig-dev libutf8proc-dev"
 pkgs="$pkgs clang libclang-rt-14-dev"
 # fetching the real model files some tests use
 pkgs="$pkgs curl unzip ca-certificates"
+# the data-parallel tests find and signal ranks (pgrep, pkill)
+pkgs="$pkgs procps"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
