@@ -194,48 +194,90 @@ static hft_status perplexity(hft_model *m, const hft_tokenizer *tok, const char 
     return st;
 }
 
-/* --file: a JSON object a line with "prompt"; the same objects back with "completion" added, one a line. */
+/* --file: a JSON object a line with "prompt"; the same objects back with "completion" added, one a line.
+ * Prompts go through in batches of FILE_BATCH (left-padded, as transformers batches them); with stop strings,
+ * one at a time, so that each can stop at its own. */
+#define FILE_BATCH 8
+
+typedef struct file_row {
+    cJSON *json;
+    int64_t *ids, n;
+} file_row;
+
+static hft_status answer_rows(hft_ctx *ctx, hft_model *m, const hft_tokenizer *tok, const hft_generate_options *o,
+                              file_row *rows, int n_rows) {
+    int64_t K = o->max_new_tokens, n_out[FILE_BATCH] = {0}, lengths[FILE_BATCH];
+    const int64_t *prompts[FILE_BATCH];
+    int64_t *out = malloc(sizeof *out * (size_t)(FILE_BATCH * (K + 1)));
+    int32_t *out32 = malloc(sizeof *out32 * (size_t)(K + 1));
+    hft_status st = out && out32 ? HFT_OK : hft_error(HFT_ENOMEM, "out of memory");
+    for (int r = 0; r < n_rows; r++) prompts[r] = rows[r].ids, lengths[r] = rows[r].n;
+    if (st == HFT_OK && n_stop == 0) {
+        hft_special_tokens sp = hft_tokenizer_specials(tok);
+        st = hft_generate_batch(ctx, m, prompts, lengths, n_rows, sp.pad >= 0 ? sp.pad : sp.eos >= 0 ? sp.eos : 0, o,
+                                out, n_out);
+    }
+    for (int r = 0; r < n_rows && st == HFT_OK; r++) {
+        int64_t *row = out + (size_t)r * (size_t)K;
+        stream s = {.tok = tok, .ids = out32, .quiet = true};
+        if (n_stop > 0) st = hft_generate(ctx, m, prompts[r], lengths[r], o, row, &n_out[r], on_token, &s);
+        for (int64_t i = 0; i < n_out[r]; i++) out32[i] = (int32_t)row[i];
+        char *text = NULL;
+        size_t len = 0;
+        if (st == HFT_OK) st = hft_tokenizer_decode(tok, out32, n_out[r], true, &text, &len);
+        if (st == HFT_OK) {
+            char *completion = strndup(text, len);
+            cJSON_AddStringToObject(rows[r].json, "completion", completion);
+            cJSON_AddNumberToObject(rows[r].json, "completion_tokens", (double)n_out[r]);
+            char *line = cJSON_PrintUnformatted(rows[r].json);
+            printf("%s\n", line);
+            fflush(stdout);
+            free(line), free(completion);
+        }
+        free(text);
+    }
+    free(out), free(out32);
+    return st;
+}
+
 static hft_status answer_file(hft_model *m, const hft_tokenizer *tok, const char *path, const hft_generate_options *o) {
     FILE *fp = fopen(path, "r");
     if (!fp) return hft_error(HFT_EIO, "%s: cannot open", path);
     char *line = NULL;
     size_t cap = 0;
     long no = 0;
-    hft_status st = HFT_OK;
     hft_ctx *ctx = hft_ctx_new(NULL);
-    int64_t *out = malloc(sizeof *out * (size_t)(o->max_new_tokens + 1));
-    int32_t *out32 = malloc(sizeof *out32 * (size_t)(o->max_new_tokens + 1));
-    while (st == HFT_OK && ctx && out && out32 && getline(&line, &cap, fp) > 0) {
-        no++;
-        if (strspn(line, " \t\r\n") == strlen(line)) continue;
-        cJSON *j = cJSON_Parse(line);
-        const cJSON *p = cJSON_GetObjectItem(j, "prompt");
-        if (!cJSON_IsString(p)) {
-            st = hft_error(HFT_EFORMAT, "%s:%ld: expected a JSON object with a string \"prompt\"", path, no);
-            cJSON_Delete(j);
-            break;
+    hft_status st = ctx ? HFT_OK : hft_error_status();
+    file_row rows[FILE_BATCH];
+    int n_rows = 0;
+    bool more = true;
+    while (st == HFT_OK && more) {
+        more = getline(&line, &cap, fp) > 0;
+        if (more && strspn(line, " \t\r\n") == strlen(line)) {
+            no++;
+            continue;
         }
-        int64_t *ids = NULL, n = 0, n_out = 0;
-        st = encode(tok, p->valuestring, &ids, &n);
-        stream s = {.tok = tok, .ids = out32, .quiet = true};
-        if (st == HFT_OK) st = hft_generate(ctx, m, ids, n, o, out, &n_out, on_token, &s);
-        char *text = NULL;
-        size_t len = 0;
-        for (int64_t i = 0; i < n_out; i++) out32[i] = (int32_t)out[i];
-        if (st == HFT_OK) st = hft_tokenizer_decode(tok, out32, n_out, true, &text, &len);
-        if (st == HFT_OK) {
-            char *completion = strndup(text, len);
-            cJSON_AddStringToObject(j, "completion", completion);
-            cJSON_AddNumberToObject(j, "completion_tokens", (double)n_out);
-            char *row = cJSON_PrintUnformatted(j);
-            printf("%s\n", row);
-            fflush(stdout);
-            free(row), free(completion);
+        if (more) {
+            no++;
+            cJSON *j = cJSON_Parse(line);
+            const cJSON *p = cJSON_GetObjectItem(j, "prompt");
+            if (!cJSON_IsString(p)) {
+                cJSON_Delete(j);
+                st = hft_error(HFT_EFORMAT, "%s:%ld: expected a JSON object with a string \"prompt\"", path, no);
+                break;
+            }
+            rows[n_rows] = (file_row){.json = j};
+            st = encode(tok, p->valuestring, &rows[n_rows].ids, &rows[n_rows].n);
+            n_rows++;
         }
-        free(text), free(ids);
-        cJSON_Delete(j);
+        if (st == HFT_OK && n_rows > 0 && (n_rows == FILE_BATCH || !more)) {
+            st = answer_rows(ctx, m, tok, o, rows, n_rows);
+            for (int r = 0; r < n_rows; r++) cJSON_Delete(rows[r].json), free(rows[r].ids);
+            n_rows = 0;
+        }
     }
-    free(line), free(out), free(out32);
+    for (int r = 0; r < n_rows; r++) cJSON_Delete(rows[r].json), free(rows[r].ids);
+    free(line);
     hft_ctx_free(ctx);
     fclose(fp);
     return st;
