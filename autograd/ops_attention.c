@@ -9,6 +9,7 @@
 typedef struct attn_saved {
     hft_attn_args args; /* sizes, masks, scale, dropout key (as drawn in forward); data pointers unset */
     hft_tensor *lse;
+    hft_dtype low; /* autocast: dO is rounded to it in backward, as q, k, v were in forward */
 } attn_saved;
 
 /* The kernel reads rows of D values with a GEMM leading dimension of the time stride. */
@@ -148,10 +149,13 @@ static void attention_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
     a.o = hft_tensor_data(node->out);
     a.lse = hft_tensor_data(s->lse);
     hft_tensor *gtmp = NULL;
-    if (!hft_tensor_is_contiguous(gy)) {
+    if (!hft_tensor_is_contiguous(gy) || s->low != HFT_F32) {
         gtmp = ag_pool_tensor(ctx, gy->dtype, gy->ndim, gy->shape);
         if (!gtmp) return;
-        ag_copy_into(ctx, gtmp, gy, false);
+        if (s->low != HFT_F32)
+            ag_round_into(ctx, gtmp, gy, s->low);
+        else
+            ag_copy_into(ctx, gtmp, gy, false);
         gy = gtmp;
     }
     a.dout = hft_tensor_data(gy);
@@ -257,6 +261,7 @@ hft_tensor *hft_attention(hft_ctx *ctx, hft_tensor *q, hft_tensor *k, hft_tensor
     hft_node *node = ag_record(ctx, "attention", attention_backward, out, 3, in, sizeof(attn_saved));
     if (node) {
         attn_saved *s = node->saved;
+        s->low = low;
         s->args = a;
         s->lse = lse;
     }

@@ -121,6 +121,7 @@ static void run_gemm_typed(hft_ctx *ctx, hft_dtype dt, int64_t batch, int64_t m,
 typedef struct matmul_saved {
     int nb;
     int64_t bshape[HFT_MAX_DIMS];
+    hft_dtype low; /* autocast: dY is rounded to it in backward */
 } matmul_saved;
 
 /* Writes grad[input] (+)= op(P) op(Q) over the batch, where input has shape [ibatch..., m, n]. Handles a
@@ -159,10 +160,17 @@ static void matmul_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
     const matmul_saved *s = node->saved;
     hft_tensor *a = node->in[0], *b = node->in[1];
     int64_t m = a->shape[a->ndim - 2], k = a->shape[a->ndim - 1], n = b->shape[b->ndim - 1];
+    hft_tensor *g_low = NULL;
+    if (s->low != HFT_F32) { /* autocast: the backward GEMMs take dY in low precision too */
+        if (!(g_low = ag_pool_tensor(ctx, HFT_F32, gy->ndim, gy->shape))) return;
+        ag_round_into(ctx, g_low, gy, s->low);
+        gy = g_low;
+    }
     mat A = mat_of(a, s->nb, s->bshape), B = mat_of(b, s->nb, s->bshape), G = mat_of(gy, s->nb, s->bshape);
     /* dA = dY op(B)ᵀ ; dB = op(A)ᵀ dY */
     grad_gemm(ctx, a, s->nb, s->bshape, m, k, n, G, false, B, !B.trans, 1.0);
     grad_gemm(ctx, b, s->nb, s->bshape, k, n, m, A, !A.trans, G, false, 1.0);
+    if (g_low) ag_pool_tensor_release(ctx, g_low);
 }
 
 hft_tensor *hft_matmul(hft_ctx *ctx, hft_tensor *a, hft_tensor *b) {
@@ -219,6 +227,7 @@ hft_tensor *hft_matmul(hft_ctx *ctx, hft_tensor *a, hft_tensor *b) {
     if (node) {
         matmul_saved *s = node->saved;
         s->nb = nb;
+        s->low = low;
         memcpy(s->bshape, bshape, sizeof s->bshape);
     }
     return y;

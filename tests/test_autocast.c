@@ -1,4 +1,4 @@
-/* Autocast against torch.autocast("cpu"): linear, LoRA's linear, attention and the classifier fused with
+/* Autocast against torch.autocast("cpu"): linear, matmul, LoRA's linear, attention and the classifier fused with
  * cross-entropy, forward and backward in bf16 and f16 (tests/fixtures/ops/autocast.safetensors, made by
  * make_autocast_fixtures.py). torch rounds each low-precision op's output and the gradients between ops to
  * the dtype; hft keeps them in f32, so the two differ by a few roundings: the tolerance is 2 epsilons of
@@ -125,6 +125,20 @@ static void lora_case(const char *tag, hft_dtype dt) {
     hft_paramset_free(ps);
 }
 
+static void matmul_case(const char *tag, hft_dtype dt) {
+    double eps = eps_of(tag);
+    hft_tensor *a = leaf(get(tag, "matmul", "a")), *b = leaf(get(tag, "matmul", "b")), *gy = get(tag, "matmul", "gy");
+    hft_ctx *ctx = hft_ctx_new(NULL);
+    CHECK_OK(hft_set_autocast(ctx, dt), NULL);
+    hft_tensor *y = hft_matmul(ctx, a, b);
+    CHECK_OK(hft_backward(ctx, y, gy), ctx);
+    close_to(tag, "matmul", "y", y, eps);
+    close_to(tag, "matmul", "da", hft_tensor_grad(a), eps);
+    close_to(tag, "matmul", "db", hft_tensor_grad(b), eps);
+    hft_ctx_free(ctx);
+    hft_tensor_free(a), hft_tensor_free(b), hft_tensor_free(gy);
+}
+
 static void attention_case(const char *tag, hft_dtype dt) {
     double eps = eps_of(tag);
     hft_tensor *q = leaf(get(tag, "attention", "q")), *k = leaf(get(tag, "attention", "k")),
@@ -166,6 +180,7 @@ static void lce_case(const char *tag, hft_dtype dt) {
 TEST(bf16_matches_torch_autocast) {
     linear_case("bf16", HFT_BF16);
     lora_case("bf16", HFT_BF16);
+    matmul_case("bf16", HFT_BF16);
     attention_case("bf16", HFT_BF16);
     lce_case("bf16", HFT_BF16);
 }
@@ -173,6 +188,7 @@ TEST(bf16_matches_torch_autocast) {
 TEST(f16_matches_torch_autocast) {
     linear_case("f16", HFT_F16);
     lora_case("f16", HFT_F16);
+    matmul_case("f16", HFT_F16);
     attention_case("f16", HFT_F16);
     lce_case("f16", HFT_F16);
 }
