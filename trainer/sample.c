@@ -7,8 +7,9 @@
 #include <string.h>
 
 hft_status generate_sample(hft_ctx *ctx, hft_model *m, const hft_tokenizer *tok, const char *prompt, int64_t tokens,
-                           uint64_t seed, char **text) {
+                           uint64_t seed, char **text, int64_t *generated) {
     *text = NULL;
+    *generated = 0;
     hft_encoding enc = {0};
     HFT_TRY(hft_tokenizer_encode(tok, prompt, strlen(prompt), NULL, 0, false, &enc));
     int64_t n = enc.n, maxp = hft_model_max_positions(m);
@@ -33,6 +34,7 @@ hft_status generate_sample(hft_ctx *ctx, hft_model *m, const hft_tokenizer *tok,
     for (int64_t i = 0; i < n_out; i++) out32[i] = (int32_t)out[i];
     size_t len = 0;
     if (st == HFT_OK) st = hft_tokenizer_decode(tok, out32, n_out, true, text, &len);
+    *generated = n_out;
     free(ids), free(out), free(out32);
     return st;
 }
@@ -41,8 +43,10 @@ hft_status print_sample(hft_ctx *ctx, hft_model *m, const hft_tokenizer *tok, co
                         int64_t tokens, uint64_t seed) {
     if (hft_model_task(m) != HFT_TASK_CAUSAL_LM) return HFT_OK;
     char *text = NULL;
-    HFT_TRY(generate_sample(ctx, m, tok, prompt, tokens, seed, &text));
-    printf("\nsample (%lld tokens after the prompt):\n%s%s\n", (long long)tokens, prompt, text);
+    int64_t generated = 0;
+    HFT_TRY(generate_sample(ctx, m, tok, prompt, tokens, seed, &text, &generated));
+    printf("\nsample (%lld tokens after the prompt%s):\n%s%s\n", (long long)generated,
+           generated < tokens ? ", as far as the model's positions go" : "", prompt, text);
     free(text);
     return HFT_OK;
 }

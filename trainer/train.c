@@ -711,7 +711,9 @@ static hft_status log_sample(trainer *t) {
     if (!t->main || hft_model_task(t->model) != HFT_TASK_CAUSAL_LM) return HFT_OK;
     char *text = NULL;
     bool prev = hft_set_grad_enabled(t->ctx, false);
-    hft_status st = generate_sample(t->ctx, t->model, t->tok, t->r->sample_prompt, t->r->sample_tokens, t->seed, &text);
+    int64_t generated = 0;
+    hft_status st = generate_sample(t->ctx, t->model, t->tok, t->r->sample_prompt, t->r->sample_tokens, t->seed, &text,
+                                    &generated);
     hft_set_grad_enabled(t->ctx, prev);
     HFT_TRY(st);
     logbook_progress_clear(&t->log);
