@@ -869,10 +869,11 @@ static hft_status finish(trainer *t, double train_loss_mean) {
     HFT_TRY(logbook_add(&t->log, &e));
     logbook_print(&t->log, &e, t->total_steps);
     if (t->sync)
-        printf("gradient all-reduce: %d buckets a step, %d of them started during backward; %.0f ms a step "
-               "waited for after backward\n",
-               hft_paramset_bucket_count(hft_model_params(t->model)), hft_grad_sync_overlapped(t->sync),
-               1e3 * hft_grad_sync_waited(t->sync));
+        printf("gradient all-reduce: %d bucket%s a step, %d started during backward; %.0f ms a step waited for "
+               "after backward\n",
+               hft_paramset_bucket_count(hft_model_params(t->model)),
+               hft_paramset_bucket_count(hft_model_params(t->model)) == 1 ? "" : "s",
+               hft_grad_sync_overlapped(t->sync), 1e3 * hft_grad_sync_waited(t->sync));
     if (!t->main) return HFT_OK; /* rank 0 writes the model */
     hft_memory_stats mem;
     hft_ctx_memory(t->ctx, &mem);
