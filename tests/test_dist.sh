@@ -61,9 +61,13 @@ same() { # what out1 out2 file tolerance
 
 current="2 ranks x 2 = 1 rank x 4: Llama, AdamW, accumulation 2"
 echo "== 2 ranks x 2 = 1 rank x 4: Llama, AdamW, accumulation 2"
-one output_dir="$work/a1" per_device_train_batch_size=4 cache_dir= > "$work/a1.log"
-two output_dir="$work/a2" per_device_train_batch_size=2 cache_dir= > "$work/a2.log"
+ev="data.eval_file=$fx/valid.txt eval_strategy=steps eval_steps=3 per_device_eval_batch_size=2"
+one output_dir="$work/a1" per_device_train_batch_size=4 cache_dir= $ev > "$work/a1.log"
+two output_dir="$work/a2" per_device_train_batch_size=2 cache_dir= $ev > "$work/a2.log"
 same "AdamW" "$work/a1" "$work/a2" model.safetensors 1e-6
+evals() { sed -n 's/.*\(eval_loss [0-9.]*\).*/\1/p' "$1"; }
+echo "   evaluation shared out over the ranks gives the same losses: $(evals "$work/a2.log" | tr '\n' ' ')"
+test -n "$(evals "$work/a1.log")" && test "$(evals "$work/a1.log")" = "$(evals "$work/a2.log")" || fail "eval losses differ"
 grep -q "global batch 8 examples = 2 per device x 2 accumulation x 2 processes" "$work/a2.log" ||
     fail "the log states the global batch"
 test "$(grep -c '^step 6/6' "$work/a2.log")" = 2 || fail "only rank 0 prints" # a log line and the summary

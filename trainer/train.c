@@ -636,6 +636,22 @@ static hft_status train_step(trainer *t, double *step_loss) {
 
 /* ---------------------------------------------------------------- evaluation */
 
+/* The ranks' evaluation sums, added up (every rank then takes the same early-stopping decision). */
+static hft_status gather_eval(trainer *t, double *sum_means, int64_t *batches, int64_t *correct, int64_t *seen,
+                              int64_t *tp, int64_t *fp, int64_t *fn, int64_t nl) {
+    int64_t k = nl > 0 ? nl : 1, n = 4 + 3 * k;
+    double *v = malloc(sizeof *v * (size_t)n);
+    if (!v) return hft_error(HFT_ENOMEM, "out of memory");
+    v[0] = *sum_means, v[1] = (double)*batches, v[2] = (double)*correct, v[3] = (double)*seen;
+    for (int64_t c = 0; c < k; c++) v[4 + c] = (double)tp[c], v[4 + k + c] = (double)fp[c], v[4 + 2 * k + c] = (double)fn[c];
+    hft_status st = hft_dist_allreduce_f64(t->dist, v, (int)n, HFT_DIST_SUM, "summing the evaluation");
+    *sum_means = v[0], *batches = (int64_t)v[1], *correct = (int64_t)v[2], *seen = (int64_t)v[3];
+    for (int64_t c = 0; c < k; c++)
+        tp[c] = (int64_t)v[4 + c], fp[c] = (int64_t)v[4 + k + c], fn[c] = (int64_t)v[4 + 2 * k + c];
+    free(v);
+    return st;
+}
+
 static hft_status evaluate(trainer *t, log_entry *e) {
     double t0 = now(), sum_means = 0;
     int64_t batches = 0, n = hft_dataset_size(t->eval), bs = t->r->per_device_eval_batch_size;
@@ -648,7 +664,9 @@ static hft_status evaluate(trainer *t, log_entry *e) {
     bool prev = hft_set_grad_enabled(t->ctx, false);
     hft_status st = HFT_OK;
     bool classify = t->task == HFT_DATA_CLASSIFICATION && nl > 1;
-    for (int64_t i = 0; i < n && st == HFT_OK; i += bs) {
+    /* under mpirun each rank takes every world-th batch of the same batches one process would make */
+    for (int64_t i = 0, batch = 0; i < n && st == HFT_OK; i += bs, batch++) {
+        if (batch % t->world != t->rank) continue;
         int64_t k = n - i < bs ? n - i : bs;
         for (int64_t j = 0; j < k; j++) idx[j] = i + j;
         hft_batch b;
@@ -684,6 +702,7 @@ static hft_status evaluate(trainer *t, log_entry *e) {
         hft_ctx_reset(t->ctx);
     }
     hft_set_grad_enabled(t->ctx, prev);
+    if (st == HFT_OK && t->world > 1) st = gather_eval(t, &sum_means, &batches, &correct, &seen, tp, fp, fn, nl);
     if (st == HFT_OK) {
         double loss = batches ? sum_means / (double)batches : NAN; /* HF: the mean of per-batch mean losses */
         log_entry_set(e, "eval_loss", loss);
@@ -829,7 +848,7 @@ static void print_plan(const trainer *t) {
            t->world, t->world == 1 ? "" : "es");
     if (t->world > 1)
         printf("  data parallel over MPI: %d ranks (%d on this node), %d thread%s each; gradients all-reduced in "
-               "%d bucket%s during backward; evaluation runs on every rank\n",
+               "%d bucket%s during backward; evaluation batches shared out\n",
                t->world, hft_dist_local_world(t->dist), hft_threads_get(), hft_threads_get() == 1 ? "" : "s",
                hft_paramset_bucket_count(hft_model_params(t->model)),
                hft_paramset_bucket_count(hft_model_params(t->model)) == 1 ? "" : "s");
