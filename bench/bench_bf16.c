@@ -1,6 +1,6 @@
 /* Mixed precision on the CPU: a GPT-2 124M training step (forward, backward, clipping, AdamW) in f32 and
  * under bf16 autocast, at B = 4 and T = 64 and 256, against PyTorch's CPU autocast bf16 step eager and under
- * torch.compile on the same threads (bench/peers/torch_step_bf16.py; skipped without PyTorch); and the GEMM
+ * torch.compile on the same threads (bench/peers/torch_step.py --bf16; skipped without PyTorch); and the GEMM
  * hft runs bf16 operands through, in GFLOP/s against sgemm at a training shape. Which bf16 GEMM runs is
  * printed: on a CPU without bf16 dot products (no AVX512_BF16) it is the exact fallback (widen to f32,
  * sgemm), slower than f32 by the conversion, and the figures say so. */
@@ -72,8 +72,8 @@ int main(void) {
         const char *all = getenv("HFT_BF16_PEERS");
         bool full = native || (all && strcmp(all, "all") == 0);
         for (int c = 0; c < (full ? 2 : 1); c++) {
-            snprintf(args, sizeof args, "--batch %d --seq %d --reps %d%s", B, T, full ? reps : 1, c ? " --compile" : "");
-            peer[c] = bench_run_peer("torch_step_bf16.py", args, threads);
+            snprintf(args, sizeof args, "--batch %d --seq %d --reps %d --bf16%s", B, T, full ? reps : 1, c ? " --compile" : "");
+            peer[c] = bench_run_peer("torch_step.py", args, threads);
             if (peer[c] > 0)
                 printf("  PyTorch autocast bf16 %s %7.3f s/step; hft bf16 is %.2fx its speed\n",
                        c ? "compiled" : "eager   ", peer[c], peer[c] / t16);
