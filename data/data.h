@@ -61,6 +61,17 @@ int64_t hft_tokenizer_max_length(const hft_tokenizer *t); /* model_max_length, o
 /* tokenizer_config.json's chat_template, or NULL. */
 const char *hft_tokenizer_chat_template(const hft_tokenizer *t);
 
+/* Chat templates: the Jinja subset real chat_template strings use, rendered as transformers'
+ * apply_chat_template renders them (jinja2 with trim_blocks and lstrip_blocks). A construct outside the
+ * subset is refused at parse time with its line and column; raise_exception() in the template fails the
+ * render with its message. */
+typedef struct hft_chat_template hft_chat_template;
+hft_status hft_chat_template_parse(const char *source, const char *name, hft_chat_template **out);
+void hft_chat_template_free(hft_chat_template *t);
+/* messages_json: a JSON array of {"role": ..., "content": ...}; *out is malloc'd. */
+hft_status hft_chat_template_render(const hft_chat_template *t, const char *messages_json, const char *bos_token,
+                                    const char *eos_token, bool add_generation_prompt, char **out);
+
 /* ---------------------------------------------------------------- datasets */
 
 typedef enum hft_data_format {
