@@ -33,6 +33,7 @@ typedef struct load_state {
     int32_t *lab, *ids, *types; /* per-token scratch */
     int64_t lab_cap;
     char msg[640]; /* what is wrong with the current record */
+    hft_chat_template *chat_template; /* the tokenizer's, parsed at the first conversation */
 } load_state;
 
 /* A row error: the message is kept for the caller, who adds file and line and skips or fails. */
@@ -138,46 +139,109 @@ typedef struct chat_text {
     bool ends_with_assistant;
 } chat_text;
 
-/* The built-in template: "<|role|>\n" + content + "\n" per message; loss on each assistant content and its
- * newline. THE HOOK for chat templates: a renderer of hft_tokenizer_chat_template (Jinja) goes here,
- * producing the same thing (text in st->text, the assistant ranges from the rendered text's own offsets). */
-static hft_status render_builtin(load_state *st, const cJSON *messages, chat_text *out) {
-    st->text_len = 0;
-    out->n_span = 0;
-    out->ends_with_assistant = false;
+static hft_status add_span(chat_text *out, size_t begin, size_t end) {
+    if (out->n_span == out->cap) {
+        int cap = out->cap ? out->cap * 2 : 8;
+        void *p = realloc(out->span, sizeof *out->span * (size_t)cap);
+        if (!p) return hft_error(HFT_ENOMEM, "out of memory");
+        out->span = p;
+        out->cap = cap;
+    }
+    out->span[out->n_span][0] = begin;
+    out->span[out->n_span][1] = end;
+    out->n_span++;
+    return HFT_OK;
+}
+
+/* Every message an object with string role and content. */
+static hft_status check_messages(load_state *st, const cJSON *messages) {
     int i = 0;
     for (const cJSON *m = messages->child; m; m = m->next, i++) {
         if (!cJSON_IsObject(m))
             return row_fail(st, "%s[%d] is not an object {\"role\", \"content\"}", st->field[F_MESSAGES], i);
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-        if (!cJSON_IsString(role))
+        if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "role")))
             return row_fail(st, "%s[%d]: \"role\" missing or not a string", st->field[F_MESSAGES], i);
         if (!cJSON_IsString(content))
             return row_fail(st, "%s[%d]: \"content\" missing or not a string%s", st->field[F_MESSAGES], i,
                             cJSON_IsArray(content) ? " (content parts are not supported)" : "");
-        bool assistant = strcmp(role->valuestring, "assistant") == 0;
+    }
+    return i == 0 ? row_fail(st, "%s is empty", st->field[F_MESSAGES]) : HFT_OK;
+}
+
+/* The tokenizer's chat_template: the conversation rendered as apply_chat_template renders it. An assistant
+ * message's loss covers its content where it stands in the rendered text — found in order in the text's own
+ * bytes, so a template that trims or moves content is followed — and the end-of-sequence token right after
+ * it, which teaches the model to stop. */
+static hft_status render_template(load_state *st, const cJSON *messages, chat_text *out) {
+    if (!st->chat_template) {
+        char name[600];
+        snprintf(name, sizeof name, "%s: the tokenizer's chat_template", st->path);
+        HFT_TRY(hft_chat_template_parse(hft_tokenizer_chat_template(st->tok), name, &st->chat_template));
+    }
+    HFT_TRY(check_messages(st, messages));
+    const char *bos = st->sp.bos >= 0 ? hft_tokenizer_id_to_token(st->tok, st->sp.bos) : NULL;
+    const char *eos = st->sp.eos >= 0 ? hft_tokenizer_id_to_token(st->tok, st->sp.eos) : NULL;
+    char *json = cJSON_PrintUnformatted(messages), *text = NULL;
+    hft_status rc = json ? hft_chat_template_render(st->chat_template, json, bos, eos, false, &text)
+                         : hft_error(HFT_ENOMEM, "out of memory");
+    free(json);
+    if (rc != HFT_OK) return rc == HFT_EINVAL ? row_fail(st, "%s", hft_error_message()) : rc;
+    st->text_len = 0;
+    out->n_span = 0;
+    rc = text_append(st, text, strlen(text));
+    free(text);
+    HFT_TRY(rc);
+    size_t cursor = 0, eos_len = eos ? strlen(eos) : 0;
+    int i = 0;
+    for (const cJSON *m = messages->child; m; m = m->next, i++) {
+        const char *c = cJSON_GetObjectItemCaseSensitive(m, "content")->valuestring;
+        size_t len = strlen(c);
+        const char *at = len ? strstr(st->text + cursor, c) : NULL;
+        if (!at && len) { /* a template that trims content ({{ content | trim }}) */
+            while (len && isspace((unsigned char)*c)) c++, len--;
+            while (len && isspace((unsigned char)c[len - 1])) len--;
+            char *t = strndup(c, len);
+            at = t && len ? strstr(st->text + cursor, t) : NULL;
+            free(t);
+        }
+        if (!at) {
+            if (!len) continue; /* an empty message has nothing to find */
+            return row_fail(st, "%s[%d]: the chat template does not render this content as given, so its loss span "
+                            "cannot be found", st->field[F_MESSAGES], i);
+        }
+        size_t begin = (size_t)(at - st->text), end = begin + len;
+        if (eos_len && strncmp(st->text + end, eos, eos_len) == 0) end += eos_len;
+        if (strcmp(cJSON_GetObjectItemCaseSensitive(m, "role")->valuestring, "assistant") == 0)
+            HFT_TRY(add_span(out, begin, end));
+        cursor = end;
+    }
+    out->ends_with_assistant = false; /* the template writes its own ending */
+    size_t bad = ds_utf8_invalid_at(st->text, st->text_len);
+    if (bad < st->text_len) return row_fail(st, "%s: invalid UTF-8", st->field[F_MESSAGES]);
+    return HFT_OK;
+}
+
+/* The built-in template, for tokenizers without one: "<|role|>\n" + content + "\n" per message; loss on each
+ * assistant content and its newline. */
+static hft_status render_builtin(load_state *st, const cJSON *messages, chat_text *out) {
+    HFT_TRY(check_messages(st, messages));
+    st->text_len = 0;
+    out->n_span = 0;
+    out->ends_with_assistant = false;
+    for (const cJSON *m = messages->child; m; m = m->next) {
+        const char *role = cJSON_GetObjectItemCaseSensitive(m, "role")->valuestring;
+        const char *content = cJSON_GetObjectItemCaseSensitive(m, "content")->valuestring;
+        bool assistant = strcmp(role, "assistant") == 0;
         HFT_TRY(text_append(st, "<|", 2));
-        HFT_TRY(text_append(st, role->valuestring, strlen(role->valuestring)));
+        HFT_TRY(text_append(st, role, strlen(role)));
         HFT_TRY(text_append(st, "|>\n", 3));
         size_t begin = st->text_len;
-        HFT_TRY(text_append(st, content->valuestring, strlen(content->valuestring)));
+        HFT_TRY(text_append(st, content, strlen(content)));
         HFT_TRY(text_append(st, "\n", 1));
-        if (assistant) {
-            if (out->n_span == out->cap) {
-                int cap = out->cap ? out->cap * 2 : 8;
-                void *p = realloc(out->span, sizeof *out->span * (size_t)cap);
-                if (!p) return hft_error(HFT_ENOMEM, "out of memory");
-                out->span = p;
-                out->cap = cap;
-            }
-            out->span[out->n_span][0] = begin;
-            out->span[out->n_span][1] = st->text_len;
-            out->n_span++;
-        }
+        if (assistant) HFT_TRY(add_span(out, begin, st->text_len));
         out->ends_with_assistant = assistant;
     }
-    if (i == 0) return row_fail(st, "%s is empty", st->field[F_MESSAGES]);
     size_t bad = ds_utf8_invalid_at(st->text, st->text_len);
     if (bad < st->text_len) return row_fail(st, "%s: invalid UTF-8", st->field[F_MESSAGES]);
     return HFT_OK;
@@ -200,14 +264,16 @@ static bool in_spans(const chat_text *c, size_t pos) {
  * not track offsets get the pieces encoded one by one. EOS ends the conversation, with loss when the last
  * message is the assistant's. */
 static hft_status task_chat(load_state *st, const cJSON *messages, chat_text *chat) {
-    HFT_TRY(render_builtin(st, messages, chat));
-    HFT_TRY(encode(st, st->text, st->text_len, NULL, 0, true, &st->enc));
+    /* with the tokenizer's template, the rendered text holds the special tokens: no second BOS */
+    bool templated = hft_tokenizer_chat_template(st->tok) != NULL;
+    HFT_TRY(templated ? render_template(st, messages, chat) : render_builtin(st, messages, chat));
+    HFT_TRY(encode(st, st->text, st->text_len, NULL, 0, !templated, &st->enc));
     int64_t n = 0;
     if (st->enc.offsets) {
         n = st->enc.n;
         HFT_TRY(scratch_reserve(st, n + 1));
         for (int64_t i = 0; i < n; i++) {
-            bool special = st->enc.special_mask && st->enc.special_mask[i];
+            bool special = !templated && st->enc.special_mask && st->enc.special_mask[i];
             st->ids[i] = st->enc.ids[i];
             st->lab[i] = !special && in_spans(chat, (size_t)st->enc.offsets[i][0]) ? st->enc.ids[i] : -100;
         }
@@ -231,7 +297,7 @@ static hft_status task_chat(load_state *st, const cJSON *messages, chat_text *ch
         }
     }
     HFT_TRY(scratch_reserve(st, n + 1));
-    if (st->sp.eos >= 0 && (n == 0 || st->ids[n - 1] != st->sp.eos)) {
+    if (!templated && st->sp.eos >= 0 && (n == 0 || st->ids[n - 1] != st->sp.eos)) {
         st->ids[n] = st->sp.eos;
         st->lab[n] = chat->ends_with_assistant ? st->sp.eos : -100;
         n++;
@@ -770,6 +836,7 @@ hft_status ds_load_text(const hft_data_spec *spec, const hft_tokenizer *tok, ds_
     hft_encoding_free(&st.enc);
     hft_encoding_free(&st.enc2);
     free(st.text);
+    hft_chat_template_free(st.chat_template);
     free(st.lab);
     free(st.ids);
     free(st.types);

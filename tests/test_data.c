@@ -208,6 +208,75 @@ TEST(prompt_completion_labels) {
     hft_dataset_free(ds);
 }
 
+/* With the tokenizer's chat_template: the ids are the rendered conversation encoded without special tokens
+ * added (the template writes them), and the tokens with loss decode to exactly the assistant contents, each
+ * with the end-of-sequence token after it — found in the rendered text, also where the template trims. */
+TEST(chat_with_the_tokenizers_template) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/tpl_tok && cp tests/fixtures/tokenizers/gpt2_bpe/tokenizer.json %s/tpl_tok/",
+             tmpdir, tmpdir);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    const char *template = "{% for m in messages %}{{ '<|' + m['role'] + '|>\\n' + m['content'] | trim }}"
+                           "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}";
+    cJSON *cfg = cJSON_CreateObject();
+    cJSON_AddStringToObject(cfg, "bos_token", "<|endoftext|>");
+    cJSON_AddStringToObject(cfg, "eos_token", "<|endoftext|>");
+    cJSON_AddStringToObject(cfg, "chat_template", template);
+    char *cfg_text = cJSON_Print(cfg);
+    write_file("tpl_tok/tokenizer_config.json", cfg_text);
+    free(cfg_text);
+    cJSON_Delete(cfg);
+    hft_tokenizer *tok = NULL;
+    CHECK_OK(hft_tokenizer_load(tpath("tpl_tok"), &tok), NULL);
+    if (!tok) return;
+    const char *rows[2] = {"[{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Hi\"}, "
+                           "{\"role\": \"assistant\", \"content\": \" Yo there \"}, {\"role\": \"user\", \"content\": \"Bye\"}, "
+                           "{\"role\": \"assistant\", \"content\": \"Ok\"}]",
+                           "[{\"role\": \"user\", \"content\": \"Q\"}]"};
+    char file[2048];
+    snprintf(file, sizeof file, "{\"messages\": %s}\n{\"messages\": %s}\n", rows[0], rows[1]);
+    hft_data_spec s = spec_of(write_file("chat_tpl.jsonl", file), HFT_DATA_JSONL, HFT_DATA_CHAT);
+    hft_dataset *ds = NULL;
+    CHECK_OK(hft_dataset_load(&s, tok, &ds), NULL);
+    hft_chat_template *t = NULL;
+    CHECK_OK(hft_chat_template_parse(template, "test", &t), NULL);
+    const char *want_loss[2] = {"Yo there<|endoftext|>Ok<|endoftext|>", ""};
+    for (int r = 0; ds && t && r < 2; r++) {
+        char *text = NULL, *decoded = NULL;
+        size_t len = 0;
+        CHECK_OK(hft_chat_template_render(t, rows[r], "<|endoftext|>", "<|endoftext|>", false, &text), NULL);
+        hft_encoding enc = {0};
+        CHECK_OK(hft_tokenizer_encode(tok, text, strlen(text), NULL, 0, false, &enc), NULL);
+        hft_example ex = hft_dataset_get(ds, r);
+        CHECK(ex.n == enc.n && memcmp(ex.ids, enc.ids, sizeof *ex.ids * (size_t)enc.n) == 0,
+              "row %d: the ids are not the rendered text's", r);
+        int32_t loss_ids[256];
+        int64_t k = 0;
+        for (int64_t i = 0; ex.labels && i < ex.n && k < 256; i++)
+            if (ex.labels[i] != -100) loss_ids[k++] = ex.labels[i];
+        CHECK_OK(hft_tokenizer_decode(tok, loss_ids, k, false, &decoded, &len), NULL);
+        CHECK(decoded && strcmp(decoded, want_loss[r]) == 0, "row %d: the loss tokens read [%s], expected [%s]", r,
+              decoded ? decoded : "", want_loss[r]);
+        free(text), free(decoded);
+        hft_encoding_free(&enc);
+    }
+    hft_chat_template_free(t);
+    hft_dataset_free(ds);
+    /* a template that raises makes the row an error naming it */
+    cfg = cJSON_CreateObject();
+    cJSON_AddStringToObject(cfg, "eos_token", "<|endoftext|>");
+    cJSON_AddStringToObject(cfg, "chat_template", "{{ raise_exception('only two roles') }}");
+    cfg_text = cJSON_Print(cfg);
+    write_file("tpl_tok/tokenizer_config.json", cfg_text);
+    free(cfg_text);
+    cJSON_Delete(cfg);
+    hft_tokenizer_free(tok);
+    tok = NULL;
+    CHECK_OK(hft_tokenizer_load(tpath("tpl_tok"), &tok), NULL);
+    load_fails(&s, tok, "chat_tpl.jsonl:1: ", "the template raised an exception: only two roles");
+    hft_tokenizer_free(tok);
+}
+
 TEST(chat_assistant_only_loss) {
     const char *p = write_file("chat.jsonl", "{\"messages\": [{\"role\": \"system\", \"content\": \"Be "
                                              "brief.\"}, {\"role\": \"user\", \"content\": "
@@ -1161,6 +1230,7 @@ int main(int argc, char **argv) {
         {"jsonl_causal_lm_field", jsonl_causal_lm_field},
         {"prompt_completion_labels", prompt_completion_labels},
         {"chat_assistant_only_loss", chat_assistant_only_loss},
+        {"chat_with_the_tokenizers_template", chat_with_the_tokenizers_template},
         {"csv_quoting_corner_cases", csv_quoting_corner_cases},
         {"csv_label_names_pairs_and_regression", csv_label_names_pairs_and_regression},
         {"binary_shards", binary_shards},
