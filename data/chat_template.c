@@ -2,7 +2,7 @@
  * transformers renders them (jinja2 with trim_blocks and lstrip_blocks). Statements: if/elif/else, for (with
  * loop.index, index0, first, last, length, revindex), set (also ns.attr on a namespace). Expressions: string,
  * number, boolean and none literals, lists, names, .attr and [key] access, slices, calls of
- * raise_exception, namespace and string methods, filters (trim, length, tojson, upper, lower, first, last,
+ * raise_exception, namespace, strftime_now and string methods, filters (trim, length, tojson, upper, lower, first, last,
  * string, default), tests (defined, none, string, number), and the operators of arithmetic, comparison,
  * `in`, `~`, and/or/not and `x if c else y`. Values are cJSON nodes. A construct outside the subset fails
  * with its position. */
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -899,6 +900,18 @@ static cJSON *eval(render *R, scope *S, const expr *e) {
             free(s);
             cJSON_Delete(m);
             return NULL;
+        }
+        if (e->a->kind == E_NAME && strcmp(e->a->name, "strftime_now") == 0) { /* Llama 3.x: today's date */
+            cJSON *f = e->n_args ? eval(R, S, e->args[0]) : NULL;
+            char buf[128] = "";
+            time_t now = time(NULL);
+            struct tm tm;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral" /* the template's own format, as transformers passes it */
+            if (cJSON_IsString(f) && localtime_r(&now, &tm)) strftime(buf, sizeof buf, f->valuestring, &tm);
+#pragma GCC diagnostic pop
+            cJSON_Delete(f);
+            return cJSON_CreateString(buf);
         }
         if (e->a->kind == E_NAME && strcmp(e->a->name, "namespace") == 0) {
             cJSON *ns = cJSON_CreateObject();

@@ -108,4 +108,14 @@ echo "== sample_at_eval writes what the model generates at each evaluation"
 "$bin/hft-train" recipes/scratch_gpt.yaml output_dir="$work/samples" max_steps=4 sample_tokens=6 max_length=64 $quiet \
     data.eval_file=$fx/valid.txt eval_strategy=steps eval_steps=2 sample_at_eval=true > /dev/null
 test "$(grep -c '"completion":' "$work/samples/samples.jsonl")" = 2
+echo "== hft-generate --chat renders the prompt with the tokenizer's chat template"
+cp -r "$work/gpt2-export" "$work/gpt2-chat"
+cat > "$work/gpt2-chat/tokenizer_config.json" <<'EOF'
+{"eos_token": "<|endoftext|>", "bos_token": "<|endoftext|>",
+ "chat_template": "{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + eos_token }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"}
+EOF
+"$bin/hft-generate" "$work/gpt2-chat" --chat --prompt "Hello" max_new_tokens=3 > /dev/null 2> "$work/chat.err"
+grep -q "3 tokens in .*prompt of [0-9]* tokens" "$work/chat.err"
+if "$bin/hft-generate" "$work/gpt2-export" --chat --prompt "Hello" > /dev/null 2> "$work/chat2.err"; then exit 1; fi
+grep -q "the tokenizer has no chat_template" "$work/chat2.err"
 echo "all recipes ran"

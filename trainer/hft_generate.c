@@ -18,7 +18,9 @@
 static int usage(void) {
     fprintf(stderr,
             "usage: hft-generate MODEL_DIR_OR_CHECKPOINT [--prompt TEXT | --file PROMPTS.jsonl |\n"
-            "                    --perplexity TEXT_FILE] [--base BASE_DIR] [key=value ...]\n"
+            "                    --perplexity TEXT_FILE] [--chat] [--base BASE_DIR] [key=value ...]\n"
+            "  --chat: the prompt is a user message (in --file, a row may give \"messages\"), rendered with the\n"
+            "  tokenizer's chat template and its generation prompt\n"
             "  keys (transformers' names; defaults from generation_config.json): max_new_tokens, do_sample,\n"
             "  temperature, top_k, top_p, min_p, repetition_penalty, seed, stop_strings=A,B;\n"
             "  perplexity: max_length, stride\n"
@@ -158,10 +160,38 @@ static hft_status load(const char *dir, const char *base, hft_model **m, char **
     return st;
 }
 
-/* The ids of a text as the tokenizer encodes it with its special tokens (what tokenizer(text) gives). */
-static hft_status encode(const hft_tokenizer *tok, const char *text, int64_t **ids, int64_t *n) {
+/* --chat: prompts are user messages (or, in --file, a row's "messages"), rendered with the tokenizer's chat
+ * template and the generation prompt, as apply_chat_template(..., add_generation_prompt=True) renders them. */
+static bool chat;
+
+static hft_status render_chat(const hft_tokenizer *tok, const char *messages_json, char **text) {
+    const char *src = hft_tokenizer_chat_template(tok);
+    if (!src) return hft_error(HFT_EINVAL, "--chat: the tokenizer has no chat_template");
+    hft_chat_template *t = NULL;
+    HFT_TRY(hft_chat_template_parse(src, "the tokenizer's chat_template", &t));
+    hft_special_tokens sp = hft_tokenizer_specials(tok);
+    hft_status st = hft_chat_template_render(t, messages_json, sp.bos >= 0 ? hft_tokenizer_id_to_token(tok, sp.bos) : NULL,
+                                             sp.eos >= 0 ? hft_tokenizer_id_to_token(tok, sp.eos) : NULL, true, text);
+    hft_chat_template_free(t);
+    return st;
+}
+
+/* A user message as a one-message conversation, in JSON. */
+static char *user_message(const char *text) {
+    cJSON *a = cJSON_CreateArray(), *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "role", "user");
+    cJSON_AddStringToObject(m, "content", text);
+    cJSON_AddItemToArray(a, m);
+    char *json = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    return json;
+}
+
+/* The ids of a text as the tokenizer encodes it with its special tokens (what tokenizer(text) gives); with
+ * --chat, of the rendered conversation, encoded without added special tokens (the template wrote them). */
+static hft_status encode_as(const hft_tokenizer *tok, const char *text, bool add_special, int64_t **ids, int64_t *n) {
     hft_encoding enc = {0};
-    HFT_TRY(hft_tokenizer_encode(tok, text, strlen(text), NULL, 0, true, &enc));
+    HFT_TRY(hft_tokenizer_encode(tok, text, strlen(text), NULL, 0, add_special, &enc));
     *ids = malloc(sizeof **ids * (size_t)(enc.n + 1));
     if (!*ids) return hft_error(HFT_ENOMEM, "out of memory");
     for (int64_t i = 0; i < enc.n; i++) (*ids)[i] = enc.ids[i];
@@ -172,6 +202,21 @@ static hft_status encode(const hft_tokenizer *tok, const char *text, int64_t **i
     }
     hft_encoding_free(&enc);
     return HFT_OK;
+}
+
+static hft_status encode(const hft_tokenizer *tok, const char *text, int64_t **ids, int64_t *n) {
+    return encode_as(tok, text, true, ids, n);
+}
+
+/* A prompt's ids: the text itself, or with --chat the conversation (a user message, or messages_json). */
+static hft_status prompt_ids(const hft_tokenizer *tok, const char *text, const char *messages_json, int64_t **ids,
+                             int64_t *n) {
+    if (!chat) return encode(tok, text, ids, n);
+    char *json = messages_json ? strdup(messages_json) : user_message(text), *rendered = NULL;
+    hft_status st = json ? render_chat(tok, json, &rendered) : hft_error(HFT_ENOMEM, "out of memory");
+    if (st == HFT_OK) st = encode_as(tok, rendered, false, ids, n);
+    free(json), free(rendered);
+    return st;
 }
 
 static hft_status perplexity(hft_model *m, const hft_tokenizer *tok, const char *path) {
@@ -260,14 +305,17 @@ static hft_status answer_file(hft_model *m, const hft_tokenizer *tok, const char
         if (more) {
             no++;
             cJSON *j = cJSON_Parse(line);
-            const cJSON *p = cJSON_GetObjectItem(j, "prompt");
-            if (!cJSON_IsString(p)) {
+            const cJSON *p = cJSON_GetObjectItem(j, "prompt"), *msgs = cJSON_GetObjectItem(j, "messages");
+            if (!cJSON_IsString(p) && !(chat && cJSON_IsArray(msgs))) {
                 cJSON_Delete(j);
-                st = hft_error(HFT_EFORMAT, "%s:%ld: expected a JSON object with a string \"prompt\"", path, no);
+                st = hft_error(HFT_EFORMAT, "%s:%ld: expected a JSON object with a string \"prompt\"%s", path, no,
+                               chat ? " or a \"messages\" list" : "");
                 break;
             }
+            char *mj = cJSON_IsArray(msgs) ? cJSON_PrintUnformatted(msgs) : NULL;
             rows[n_rows] = (file_row){.json = j};
-            st = encode(tok, p->valuestring, &rows[n_rows].ids, &rows[n_rows].n);
+            st = prompt_ids(tok, cJSON_IsString(p) ? p->valuestring : "", mj, &rows[n_rows].ids, &rows[n_rows].n);
+            free(mj);
             n_rows++;
         }
         if (st == HFT_OK && n_rows > 0 && (n_rows == FILE_BATCH || !more)) {
@@ -294,6 +342,7 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--prompt") == 0 && i + 1 < argc) prompt = argv[++i];
         else if (strcmp(argv[i], "--file") == 0 && i + 1 < argc) file = argv[++i];
         else if (strcmp(argv[i], "--perplexity") == 0 && i + 1 < argc) ppl_file = argv[++i];
+        else if (strcmp(argv[i], "--chat") == 0) chat = true;
         else if (strcmp(argv[i], "--base") == 0 && i + 1 < argc) base = argv[++i];
         else if (!dir && argv[i][0] != '-' && fs_is_dir(argv[i])) dir = argv[i];
         else if (strchr(argv[i], '=') && n_keys < 64) keys[n_keys++] = argv[i];
@@ -325,21 +374,13 @@ int main(int argc, char **argv) {
         hft_model_free(m);
         return st == HFT_OK ? 0 : 1;
     }
-    hft_encoding enc = {0};
-    hft_status st = hft_tokenizer_encode(tok, prompt, strlen(prompt), NULL, 0, true, &enc);
-    int64_t n = st == HFT_OK ? enc.n : 0;
-    int64_t *ids = malloc(sizeof *ids * (size_t)(n + 1)), *out = malloc(sizeof *out * (size_t)(o.max_new_tokens + 1));
+    int64_t *ids = NULL, n = 0, *out = malloc(sizeof *out * (size_t)(o.max_new_tokens + 1));
+    hft_status st = prompt_ids(tok, prompt, NULL, &ids, &n);
     stream s = {.tok = tok, .ids = malloc(sizeof(int32_t) * (size_t)(o.max_new_tokens + 1))};
-    for (int64_t i = 0; i < n; i++) ids[i] = enc.ids[i];
-    if (st == HFT_OK && n == 0) { /* an empty prompt starts from the beginning-of-text token */
-        hft_special_tokens sp = hft_tokenizer_specials(tok);
-        ids[n++] = sp.bos >= 0 ? sp.bos : (sp.eos >= 0 ? sp.eos : 0);
-    }
-    hft_encoding_free(&enc);
     hft_ctx *ctx = st == HFT_OK ? hft_ctx_new(NULL) : NULL;
     int64_t n_out = 0;
     double t0 = now();
-    fputs(prompt, stdout);
+    if (!chat) fputs(prompt, stdout); /* a chat answer is printed by itself */
     if (st == HFT_OK && ctx) st = hft_generate(ctx, m, ids, n, &o, out, &n_out, on_token, &s);
     double dt = now() - t0;
     printf("\n");
