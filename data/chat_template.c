@@ -32,6 +32,7 @@ typedef struct expr {
     char **kw;          /* keyword names of args (namespace(a=1)), NULL for positional */
     int n_args;
     bool negated;       /* E_TEST: is not */
+    long pos;           /* where it starts in the source, for messages */
 } expr;
 
 typedef enum node_kind { N_TEXT, N_OUT, N_IF, N_FOR, N_SET } node_kind;
@@ -50,6 +51,7 @@ struct hft_chat_template {
     node **nodes;
     int n;
     char *name;
+    char *src; /* for the line and column of an error while rendering */
 };
 
 /* ---------------------------------------------------------------- lexing */
@@ -187,7 +189,10 @@ typedef struct parser {
     int at;
 } parser;
 
+static long expr_pos; /* the position of the token the parser is at, for the next expression made */
+
 static tok *peek(parser *P) {
+    expr_pos = P->L->toks[P->at].pos;
     return &P->L->toks[P->at];
 }
 static bool is_op(parser *P, const char *op) {
@@ -205,7 +210,7 @@ static bool expect_op(parser *P, const char *op) {
 
 static expr *new_expr(expr_kind k) {
     expr *e = calloc(1, sizeof *e);
-    if (e) e->kind = k;
+    if (e) e->kind = k, e->pos = expr_pos;
     return e;
 }
 
@@ -331,9 +336,9 @@ static expr *parse_unary(parser *P) {
     return parse_filtered(P);
 }
 
-static expr *bin(const char *op, expr *a, expr *b) {
+static expr *bin(const char *op, expr *a, expr *b, long pos) {
     expr *e = new_expr(E_BIN);
-    e->name = strdup(op), e->a = a, e->b = b;
+    e->name = strdup(op), e->a = a, e->b = b, e->pos = pos;
     return e;
 }
 
@@ -341,10 +346,11 @@ static expr *parse_mul(parser *P) {
     expr *e = parse_unary(P);
     while (e && (is_op(P, "*") || is_op(P, "/") || is_op(P, "%") || is_op(P, "//"))) {
         const char *op = peek(P)->s;
+        long pos = peek(P)->pos;
         P->at++;
         expr *r = parse_unary(P);
         if (!r) return free_expr(e), NULL;
-        e = bin(op, e, r);
+        e = bin(op, e, r, pos);
     }
     return e;
 }
@@ -353,10 +359,11 @@ static expr *parse_add(parser *P) {
     expr *e = parse_mul(P);
     while (e && (is_op(P, "+") || is_op(P, "-") || is_op(P, "~"))) {
         const char *op = peek(P)->s;
+        long pos = peek(P)->pos;
         P->at++;
         expr *r = parse_mul(P);
         if (!r) return free_expr(e), NULL;
-        e = bin(op, e, r);
+        e = bin(op, e, r, pos);
     }
     return e;
 }
@@ -366,6 +373,7 @@ static expr *parse_cmp(parser *P) {
     for (;;) {
         if (!e) return NULL;
         const char *op = NULL;
+        long pos = peek(P)->pos;
         if (is_op(P, "==") || is_op(P, "!=") || is_op(P, "<") || is_op(P, ">") || is_op(P, "<=") || is_op(P, ">="))
             op = peek(P)->s, P->at++;
         else if (is_name(P, "in"))
@@ -386,7 +394,7 @@ static expr *parse_cmp(parser *P) {
             return e;
         expr *r = parse_add(P);
         if (!r) return free_expr(e), NULL;
-        e = bin(op, e, r);
+        e = bin(op, e, r, pos);
     }
 }
 
@@ -403,10 +411,11 @@ static expr *parse_not(parser *P) {
 static expr *parse_and(parser *P) {
     expr *e = parse_not(P);
     while (e && is_name(P, "and")) {
+        long pos = peek(P)->pos;
         P->at++;
         expr *r = parse_not(P);
         if (!r) return free_expr(e), NULL;
-        e = bin("and", e, r);
+        e = bin("and", e, r, pos);
     }
     return e;
 }
@@ -414,10 +423,11 @@ static expr *parse_and(parser *P) {
 static expr *parse_or(parser *P) {
     expr *e = parse_and(P);
     while (e && is_name(P, "or")) {
+        long pos = peek(P)->pos;
         P->at++;
         expr *r = parse_and(P);
         if (!r) return free_expr(e), NULL;
-        e = bin("or", e, r);
+        e = bin("or", e, r, pos);
     }
     return e;
 }
@@ -603,6 +613,7 @@ hft_status hft_chat_template_parse(const char *source, const char *name, hft_cha
         return st;
     }
     t->name = strdup(L.name);
+    t->src = strdup(source);
     *out = t;
     return HFT_OK;
 }
@@ -611,6 +622,7 @@ void hft_chat_template_free(hft_chat_template *t) {
     if (!t) return;
     free_nodes(t->nodes, t->n);
     free(t->name);
+    free(t->src);
     free(t);
 }
 
@@ -625,7 +637,8 @@ typedef struct render {
     char *out;
     size_t len, cap;
     char err[512];
-    const char *name;
+    const char *name, *src;
+    long pos; /* of the expression being evaluated */
 } render;
 
 static void emit(render *R, const char *s, size_t n) {
@@ -640,12 +653,14 @@ static void emit(render *R, const char *s, size_t n) {
     R->out[R->len] = '\0';
 }
 
-/* `what` with its one '%s' replaced by `a`. */
+/* `what` with its one '%s' replaced by `a`, at the line and column of the expression being evaluated. */
 static bool rfail(render *R, const char *what, const char *a) {
     if (!R->err[0]) {
+        int line = 1, col = 1;
+        for (long i = 0; i < R->pos && R->src && R->src[i]; i++) col = R->src[i] == '\n' ? (line++, 1) : col + 1;
         const char *at = strstr(what, "%s");
-        snprintf(R->err, sizeof R->err, "%s: %.*s%s%s", R->name, at ? (int)(at - what) : (int)strlen(what), what,
-                 at ? a : "", at ? at + 2 : "");
+        snprintf(R->err, sizeof R->err, "%s: line %d, column %d: %.*s%s%s", R->name, line, col,
+                 at ? (int)(at - what) : (int)strlen(what), what, at ? a : "", at ? at + 2 : "");
     }
     return false;
 }
@@ -793,6 +808,7 @@ static cJSON *eval_bin(render *R, scope *S, const expr *e) {
     }
     cJSON *a = eval(R, S, e->a), *b = a ? eval(R, S, e->b) : NULL, *r = NULL;
     if (!a || !b) return cJSON_Delete(a), cJSON_Delete(b), NULL;
+    R->pos = e->pos;
     if (strcmp(op, "~") == 0 || (strcmp(op, "+") == 0 && cJSON_IsString(a) && cJSON_IsString(b))) {
         char *x = to_string(a), *y = to_string(b);
         size_t lx = strlen(x), ly = strlen(y);
@@ -845,6 +861,7 @@ static cJSON *eval_bin(render *R, scope *S, const expr *e) {
 
 static cJSON *eval(render *R, scope *S, const expr *e) {
     if (R->err[0]) return NULL;
+    R->pos = e->pos;
     switch (e->kind) {
     case E_LIT:
         return cJSON_Duplicate(e->lit, true);
@@ -925,6 +942,7 @@ static cJSON *eval(render *R, scope *S, const expr *e) {
         if (e->a->kind == E_ATTR) {
             cJSON *o = eval(R, S, e->a->a);
             if (!o) return NULL;
+            R->pos = e->pos;
             cJSON *r = call_method(R, S, e, o, e->a->name);
             cJSON_Delete(o);
             return r;
@@ -935,6 +953,7 @@ static cJSON *eval(render *R, scope *S, const expr *e) {
     case E_FILTER: {
         cJSON *v = eval(R, S, e->a);
         if (!v) return NULL;
+        R->pos = e->pos;
         cJSON *r = apply_filter(R, S, e, v);
         cJSON_Delete(v);
         return r;
@@ -1103,7 +1122,7 @@ hft_status hft_chat_template_render(const hft_chat_template *t, const char *mess
     cJSON_AddStringToObject(S.vars, "bos_token", bos_token ? bos_token : "");
     cJSON_AddStringToObject(S.vars, "eos_token", eos_token ? eos_token : "");
     cJSON_AddBoolToObject(S.vars, "add_generation_prompt", add_generation_prompt);
-    render R = {.name = t->name};
+    render R = {.name = t->name, .src = t->src};
     emit(&R, "", 0);
     bool ok = run(&R, &S, t->nodes, t->n);
     cJSON_Delete(S.vars);

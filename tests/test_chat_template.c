@@ -69,8 +69,18 @@ TEST(unsupported_constructs_are_named_with_their_position) {
     CHECK(hft_chat_template_parse("{{ messages | sort }}", "t", &t) == HFT_OK, "filters are checked when rendering");
     char *out = NULL;
     CHECK(hft_chat_template_render(t, "[]", "", "", false, &out) != HFT_OK &&
-              strstr(hft_error_message(), "the filter 'sort' is not supported"),
+              strstr(hft_error_message(), "line 1, column 15: the filter 'sort' is not supported"),
           "sort: %s", hft_error_message());
+    hft_chat_template_free(t);
+    CHECK(hft_chat_template_parse("{% if x %}\n  {{ messages.pop() }}{% endif %}", "t", &t) == HFT_OK, "parsed");
+    CHECK(hft_chat_template_render(t, "[]", "", "", false, &out) == HFT_OK && out && !*out, "x undefined: nothing");
+    free(out);
+    out = NULL;
+    hft_chat_template_free(t);
+    CHECK(hft_chat_template_parse("{{ 'a' }}\n  {{ messages.pop() }}", "t", &t) == HFT_OK, "parsed");
+    CHECK(hft_chat_template_render(t, "[]", "", "", false, &out) != HFT_OK &&
+              strstr(hft_error_message(), "line 2, column 18: the method 'pop' is not supported"),
+          "pop: %s", hft_error_message());
     hft_chat_template_free(t);
     CHECK(hft_chat_template_parse("{% for m in messages %}{{ m }}", "t", &t) == HFT_EFORMAT &&
               strstr(hft_error_message(), "not closed"),
