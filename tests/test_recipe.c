@@ -159,6 +159,24 @@ TEST(lora_section) {
     EXPECT_ERROR("", 1, bad, "command line lora.bias=some", "'bias': expected");
 }
 
+TEST(list_keys_take_yaml_lists_and_command_line_lists) {
+    hft_status st;
+    hft_recipe *r = load("training:\n  sample_prompts:\n    - \"One, two\"\n    - Three\n", 0, NULL, &st);
+    CHECK(r && strcmp(r->sample_prompts, "[\"One, two\",\"Three\"]") == 0, "YAML list: %s",
+          r ? r->sample_prompts : hft_error_message());
+    hft_recipe_free(r);
+    char *ov[] = {"sample_prompts=[a b, c]"};
+    r = load("", 1, ov, &st);
+    CHECK(r && strcmp(r->sample_prompts, "[\"a b\",\"c\"]") == 0, "command line: %s",
+          r ? r->sample_prompts : hft_error_message());
+    hft_recipe_free(r);
+    r = load("training:\n  sample_prompts: Just one\n", 0, NULL, &st);
+    CHECK(r && strcmp(r->sample_prompts, "[\"Just one\"]") == 0, "one string: %s", r ? r->sample_prompts : "");
+    hft_recipe_free(r);
+    EXPECT_ERROR("training:\n  sample_prompts:\n    - [1, 2]\n", 0, NULL, "r.yaml:7", "sample_prompts",
+                 "expected a list of strings");
+}
+
 TEST(help_lists_every_key_with_its_default) {
     char path[200];
     snprintf(path, sizeof path, "%s/help.txt", dir);
@@ -184,6 +202,7 @@ int main(int argc, char **argv) {
         {"sections_flat_keys_aliases_and_overrides", sections_flat_keys_aliases_and_overrides},
         {"bad_recipes_name_the_line_and_key", bad_recipes_name_the_line_and_key},
         {"lora_section", lora_section},
+        {"list_keys_take_yaml_lists_and_command_line_lists", list_keys_take_yaml_lists_and_command_line_lists},
         {"help_lists_every_key_with_its_default", help_lists_every_key_with_its_default},
     };
     int rc = test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));

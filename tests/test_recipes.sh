@@ -106,8 +106,9 @@ test "$(grep -c '"completion":' "$work/answers.jsonl")" = 2 && grep -q '"id":7' 
 grep -q "perplexity [0-9.]* over [0-9]* tokens" "$work/ppl.txt"
 echo "== sample_at_eval writes what the model generates at each evaluation"
 "$bin/hft-train" recipes/scratch_gpt.yaml output_dir="$work/samples" max_steps=4 sample_tokens=6 max_length=64 $quiet \
-    data.eval_file=$fx/valid.txt eval_strategy=steps eval_steps=2 sample_at_eval=true > /dev/null
-test "$(grep -c '"completion":' "$work/samples/samples.jsonl")" = 2
+    data.eval_file=$fx/valid.txt eval_strategy=steps eval_steps=2 sample_at_eval=true "sample_prompts=[The, A]" \
+    > /dev/null
+test "$(grep -c '"completion":' "$work/samples/samples.jsonl")" = 4 # two prompts, two evaluations
 echo "== hft-generate --chat renders the prompt with the tokenizer's chat template"
 cp -r "$work/gpt2-export" "$work/gpt2-chat"
 cat > "$work/gpt2-chat/tokenizer_config.json" <<'EOF'

@@ -25,6 +25,7 @@ typedef enum kind {
     K_TRI,   /* true/false, or unset (-1) */
     K_ONUM,  /* a number, or unset (NaN) */
     K_OINT,  /* an integer, or unset (INT64_MIN) */
+    K_LIST,  /* a list of strings (a YAML list, or [a, b] on the command line), kept as JSON text */
 } kind;
 
 typedef struct key_spec {
@@ -158,6 +159,8 @@ static const key_spec keys[] = {
      "after training, generate a sample from this prompt"},
     {"training", "sample_tokens", NULL, K_INT, F(sample_tokens), "0", 0, 1e6, false, NULL,
      "tokens of the sample (0: no sample)"},
+    {"training", "sample_prompts", NULL, K_LIST, F(sample_prompts), "[]", 0, 0, false, NULL,
+     "prompts sampled at each evaluation with sample_at_eval (a list; empty: sample_prompt)"},
     {"training", "sample_at_eval", NULL, K_BOOL, F(sample_at_eval), "false", 0, 0, false, NULL,
      "also sample from sample_prompt at each evaluation (printed, and in output_dir/samples.jsonl)"},
     /* under training (as in TrainingArguments) or at the top level; unset keys keep transformers' defaults */
@@ -283,6 +286,27 @@ static void describe_range(const key_spec *k, char *buf, size_t size) {
         snprintf(buf, size, "%s in [%g, %g]", what, k->lo, k->hi);
 }
 
+static cJSON *cli_json(const char *v);
+static cJSON *yaml_json(yaml_document_t *doc, yaml_node_t *n);
+
+/* A K_LIST value: JSON array text, a command line's [a, b], or one string; every item a string. */
+static hft_status list_value(const key_spec *k, const char *v, const char *where, char **out) {
+    cJSON *a = cJSON_Parse(v);
+    if (!cJSON_IsArray(a)) {
+        cJSON_Delete(a);
+        a = v[0] == '[' ? cli_json(v) : cJSON_CreateArray();
+        if (v[0] != '[' && a) cJSON_AddItemToArray(a, cJSON_CreateString(v));
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, a) if (!cJSON_IsString(e)) {
+        cJSON_Delete(a);
+        return hft_error(HFT_EINVAL, "%s: %s: expected a list of strings", where, k->name);
+    }
+    *out = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return *out ? HFT_OK : hft_error(HFT_ENOMEM, "out of memory");
+}
+
 /* Sets key k from the text `v`; `where` ("recipe.yaml:12" or "command line") prefixes errors. */
 static hft_status set_value(hft_recipe *r, const key_spec *k, const char *v, const char *where) {
     void *p = (char *)r + k->off;
@@ -290,6 +314,13 @@ static hft_status set_value(hft_recipe *r, const key_spec *k, const char *v, con
     double d;
     bool b;
     switch (k->kind) {
+    case K_LIST: {
+        char *list = NULL;
+        HFT_TRY(list_value(k, v, where, &list));
+        free(*(char **)p);
+        *(char **)p = list;
+        return HFT_OK;
+    }
     case K_STR:
     case K_FILE: {
         char *copy = strdup(v);
@@ -412,6 +443,16 @@ static hft_status apply_pair(hft_recipe *r, yaml_document_t *doc, const char *se
                          section ? section : "", hint);
     }
     const char *v = NULL;
+    if (keys[idx].kind == K_LIST && value->type == YAML_SEQUENCE_NODE) { /* a YAML list, as JSON text */
+        cJSON *a = yaml_json(doc, value);
+        char *text = a ? cJSON_PrintUnformatted(a) : NULL;
+        cJSON_Delete(a);
+        hft_status st = text ? set_value(r, &keys[idx], text, where) : hft_error(HFT_ENOMEM, "out of memory");
+        free(text);
+        HFT_TRY(st);
+        r->lines[idx] = (int)value->start_mark.line + 1;
+        return HFT_OK;
+    }
     HFT_TRY(scalar_of(doc, value, where, name, &v));
     if (!v) v = keys[idx].def;
     HFT_TRY(set_value(r, &keys[idx], v, where));
@@ -726,7 +767,7 @@ static hft_status check(hft_recipe *r) {
 void hft_recipe_free(hft_recipe *r) {
     if (!r) return;
     for (int i = 0; i < N_KEYS; i++)
-        if (keys[i].kind == K_STR || keys[i].kind == K_FILE || keys[i].kind == K_ENUM)
+        if (keys[i].kind == K_STR || keys[i].kind == K_FILE || keys[i].kind == K_ENUM || keys[i].kind == K_LIST)
             free(*str_at(r, &keys[i]));
     free(r->path);
     free(r->lora_json);
@@ -773,6 +814,9 @@ static void write_value(const hft_recipe *r, const key_spec *k, FILE *fp) {
     case K_FILE:
     case K_ENUM:
         fprintf(fp, "\"%s\"", *(char *const *)p);
+        break;
+    case K_LIST:
+        fputs(*(char *const *)p, fp);
         break;
     case K_BOOL:
         fprintf(fp, "%s", *(const bool *)p ? "true" : "false");

@@ -70,6 +70,7 @@ typedef struct hft_recipe {
     char *sample_prompt;
     int64_t sample_tokens;
     bool sample_at_eval; /* also at each evaluation, into output_dir/samples.jsonl */
+    char *sample_prompts; /* JSON array of strings: the prompts sampled at each evaluation (empty: sample_prompt) */
     /* where each key was set: for the messages of checks made after parsing */
     int lines[160];
 } hft_recipe;

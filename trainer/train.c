@@ -725,28 +725,42 @@ static hft_status evaluate(trainer *t, log_entry *e) {
     return st;
 }
 
-/* sample_at_eval: what the model writes now, printed and appended to output_dir/samples.jsonl (rank 0). */
-static hft_status log_sample(trainer *t) {
+/* sample_at_eval: what the model writes now for each of sample_prompts (or sample_prompt), printed and
+ * appended to output_dir/samples.jsonl (rank 0). */
+static hft_status log_samples(trainer *t) {
     if (!t->main || hft_model_task(t->model) != HFT_TASK_CAUSAL_LM) return HFT_OK;
-    char *text = NULL;
-    bool prev = hft_set_grad_enabled(t->ctx, false);
-    int64_t generated = 0;
-    hft_status st = generate_sample(t->ctx, t->model, t->tok, t->r->sample_prompt, t->r->sample_tokens, t->seed, &text,
-                                    &generated);
-    hft_set_grad_enabled(t->ctx, prev);
-    HFT_TRY(st);
-    logbook_progress_clear(&t->log);
-    printf("sample at step %lld: %s%s\n", (long long)t->global_step, t->r->sample_prompt, text);
-    cJSON *row = cJSON_CreateObject();
-    cJSON_AddNumberToObject(row, "step", (double)t->global_step);
-    cJSON_AddStringToObject(row, "prompt", t->r->sample_prompt);
-    cJSON_AddStringToObject(row, "completion", text);
-    char *line = cJSON_PrintUnformatted(row), *path = fs_join(t->r->output_dir, "samples.jsonl");
+    cJSON *prompts = cJSON_Parse(t->r->sample_prompts);
+    if (!cJSON_GetArraySize(prompts)) {
+        cJSON_Delete(prompts);
+        prompts = cJSON_CreateArray();
+        cJSON_AddItemToArray(prompts, cJSON_CreateString(t->r->sample_prompt));
+    }
+    char *path = fs_join(t->r->output_dir, "samples.jsonl");
     FILE *fp = path ? fopen(path, "a") : NULL;
-    if (fp) fprintf(fp, "%s\n", line), fclose(fp);
-    else st = hft_error(HFT_EIO, "%s: cannot append", path ? path : "samples.jsonl");
-    cJSON_Delete(row);
-    free(line), free(path), free(text);
+    hft_status st = fp ? HFT_OK : hft_error(HFT_EIO, "%s: cannot append", path ? path : "samples.jsonl");
+    logbook_progress_clear(&t->log);
+    const cJSON *p;
+    cJSON_ArrayForEach(p, prompts) {
+        if (st != HFT_OK) break;
+        char *text = NULL;
+        int64_t generated = 0;
+        bool prev = hft_set_grad_enabled(t->ctx, false);
+        st = generate_sample(t->ctx, t->model, t->tok, p->valuestring, t->r->sample_tokens, t->seed, &text, &generated);
+        hft_set_grad_enabled(t->ctx, prev);
+        if (st != HFT_OK) break;
+        printf("sample at step %lld: %s%s\n", (long long)t->global_step, p->valuestring, text);
+        cJSON *row = cJSON_CreateObject();
+        cJSON_AddNumberToObject(row, "step", (double)t->global_step);
+        cJSON_AddStringToObject(row, "prompt", p->valuestring);
+        cJSON_AddStringToObject(row, "completion", text);
+        char *line = cJSON_PrintUnformatted(row);
+        fprintf(fp, "%s\n", line);
+        cJSON_Delete(row);
+        free(line), free(text);
+    }
+    if (fp) fclose(fp);
+    free(path);
+    cJSON_Delete(prompts);
     return st;
 }
 
@@ -1022,7 +1036,7 @@ static hft_status run(trainer *t, bool *stopped) {
             HFT_TRY(logbook_add(&t->log, &e));
             logbook_print(&t->log, &e, t->total_steps);
             best = track_best(t, &e);
-            if (r->sample_at_eval && r->sample_tokens > 0) HFT_TRY(log_sample(t));
+            if (r->sample_at_eval && r->sample_tokens > 0) HFT_TRY(log_samples(t));
             double metric =
                 log_entry_get(&e, t->metric, NAN); /* reduce_lr_on_plateau steps on evaluations, as HF */
             if (isfinite(metric)) hft_schedule_observe(t->sched, metric);
