@@ -109,8 +109,40 @@ TEST(steady_bf16_steps_allocate_nothing) {
     steady_steps(HFT_BF16);
 }
 
+/* Decoding with the KV cache: after the first tokens, a token allocates nothing. */
+TEST(decoding_a_token_allocates_nothing) {
+    const char *config =
+        "{\"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": 97, \"hidden_size\": 32, \"intermediate_size\": 64, "
+        "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2}";
+    hft_model *m = NULL;
+    CHECK_OK(hft_model_from_config(config, "test", &(hft_load_options){.seed = 7}, &m), NULL);
+    hft_ctx *ctx = hft_ctx_new(NULL);
+    hft_kv_cache *c = NULL;
+    CHECK_OK(hft_kv_cache_new(m, 1, 40, &c), NULL);
+    int64_t ids[8] = {5, 9, 2, 44, 17, 3, 8, 1};
+    for (int i = 0; i < 8 && c; i++) { /* the prompt, then two tokens: the arena and pools reach their size */
+        hft_model_decode(ctx, m, c, hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, i ? 1 : 6}, ids + (i ? 0 : 2)));
+        hft_ctx_reset(ctx);
+        if (i == 2) break;
+    }
+    allocations = 0;
+    counting = 1;
+    for (int i = 0; i < 20 && c; i++) {
+        hft_tensor *lg = hft_model_decode(ctx, m, c, hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, 1}, ids + i % 8));
+        if (!lg) break;
+        hft_ctx_reset(ctx);
+    }
+    counting = 0;
+    CHECK(c && hft_kv_cache_len(c) == 28, "the cache holds %lld tokens", c ? (long long)hft_kv_cache_len(c) : -1LL);
+    CHECK(allocations == 0, "%ld heap allocations in 20 decoded tokens", allocations);
+    hft_kv_cache_free(c);
+    hft_ctx_free(ctx);
+    hft_model_free(m);
+}
+
 int main(int argc, char **argv) {
     static const test_case cases[] = {{"steady_steps_allocate_nothing", steady_steps_allocate_nothing},
-                                      {"steady_bf16_steps_allocate_nothing", steady_bf16_steps_allocate_nothing}};
-    return test_main(argc, argv, cases, 2);
+                                      {"steady_bf16_steps_allocate_nothing", steady_bf16_steps_allocate_nothing},
+                                      {"decoding_a_token_allocates_nothing", decoding_a_token_allocates_nothing}};
+    return test_main(argc, argv, cases, 3);
 }
