@@ -187,12 +187,11 @@ static bool lex(lexer *L) {
 typedef struct parser {
     lexer *L;
     int at;
+    long pos; /* of the token last looked at: where the next expression made starts */
 } parser;
 
-static long expr_pos; /* the position of the token the parser is at, for the next expression made */
-
 static tok *peek(parser *P) {
-    expr_pos = P->L->toks[P->at].pos;
+    P->pos = P->L->toks[P->at].pos;
     return &P->L->toks[P->at];
 }
 static bool is_op(parser *P, const char *op) {
@@ -208,9 +207,9 @@ static bool expect_op(parser *P, const char *op) {
     return fail_at(P->L, peek(P)->pos, m);
 }
 
-static expr *new_expr(expr_kind k) {
+static expr *new_expr(parser *P, expr_kind k) {
     expr *e = calloc(1, sizeof *e);
-    if (e) e->kind = k, e->pos = expr_pos;
+    if (e) e->kind = k, e->pos = P->pos;
     return e;
 }
 
@@ -249,16 +248,16 @@ static expr *parse_primary(parser *P) {
     tok *t = peek(P);
     expr *e = NULL;
     if (t->kind == T_STR) {
-        e = new_expr(E_LIT);
+        e = new_expr(P, E_LIT);
         e->lit = cJSON_CreateString(t->s);
         P->at++;
     } else if (t->kind == T_NUM) {
-        e = new_expr(E_LIT);
+        e = new_expr(P, E_LIT);
         e->lit = cJSON_CreateNumber(t->num);
         P->at++;
     } else if (t->kind == T_NAME) {
         P->at++;
-        e = new_expr(E_LIT);
+        e = new_expr(P, E_LIT);
         if (strcmp(t->s, "true") == 0 || strcmp(t->s, "True") == 0) e->lit = cJSON_CreateTrue();
         else if (strcmp(t->s, "false") == 0 || strcmp(t->s, "False") == 0) e->lit = cJSON_CreateFalse();
         else if (strcmp(t->s, "none") == 0 || strcmp(t->s, "None") == 0) e->lit = cJSON_CreateNull();
@@ -269,7 +268,7 @@ static expr *parse_primary(parser *P) {
         if (e && !expect_op(P, ")")) return free_expr(e), NULL;
     } else if (is_op(P, "[")) {
         P->at++;
-        e = new_expr(E_LIST);
+        e = new_expr(P, E_LIST);
         if (!parse_args(P, e, "]")) return free_expr(e), NULL;
     } else {
         fail_at(P->L, t->pos, "expected a value");
@@ -279,7 +278,7 @@ static expr *parse_primary(parser *P) {
         if (is_op(P, ".")) {
             P->at++;
             if (peek(P)->kind != T_NAME) return fail_at(P->L, peek(P)->pos, "expected a name after '.'"), free_expr(e), NULL;
-            expr *x = new_expr(E_ATTR);
+            expr *x = new_expr(P, E_ATTR);
             x->a = e, x->name = strdup(peek(P)->s);
             P->at++;
             e = x;
@@ -294,12 +293,12 @@ static expr *parse_primary(parser *P) {
                 if (!is_op(P, "]")) hi = parse_expr(P);
             }
             if (!expect_op(P, "]")) return free_expr(lo), free_expr(hi), free_expr(e), NULL;
-            expr *x = new_expr(slice ? E_SLICE : E_ITEM);
+            expr *x = new_expr(P, slice ? E_SLICE : E_ITEM);
             x->a = e, x->b = lo, x->c = hi;
             e = x;
         } else if (is_op(P, "(")) {
             P->at++;
-            expr *x = new_expr(E_CALL);
+            expr *x = new_expr(P, E_CALL);
             x->a = e;
             if (!parse_args(P, x, ")")) return free_expr(x), NULL;
             e = x;
@@ -314,7 +313,7 @@ static expr *parse_filtered(parser *P) {
     while (e && is_op(P, "|")) {
         P->at++;
         if (peek(P)->kind != T_NAME) return fail_at(P->L, peek(P)->pos, "expected a filter name"), free_expr(e), NULL;
-        expr *f = new_expr(E_FILTER);
+        expr *f = new_expr(P, E_FILTER);
         f->a = e, f->name = strdup(peek(P)->s);
         P->at++;
         if (is_op(P, "(")) {
@@ -329,15 +328,15 @@ static expr *parse_filtered(parser *P) {
 static expr *parse_unary(parser *P) {
     if (is_op(P, "-")) {
         P->at++;
-        expr *e = new_expr(E_NEG);
+        expr *e = new_expr(P, E_NEG);
         e->a = parse_unary(P);
         return e->a ? e : (free_expr(e), NULL);
     }
     return parse_filtered(P);
 }
 
-static expr *bin(const char *op, expr *a, expr *b, long pos) {
-    expr *e = new_expr(E_BIN);
+static expr *bin(parser *P, const char *op, expr *a, expr *b, long pos) {
+    expr *e = new_expr(P, E_BIN);
     e->name = strdup(op), e->a = a, e->b = b, e->pos = pos;
     return e;
 }
@@ -350,7 +349,7 @@ static expr *parse_mul(parser *P) {
         P->at++;
         expr *r = parse_unary(P);
         if (!r) return free_expr(e), NULL;
-        e = bin(op, e, r, pos);
+        e = bin(P, op, e, r, pos);
     }
     return e;
 }
@@ -363,7 +362,7 @@ static expr *parse_add(parser *P) {
         P->at++;
         expr *r = parse_mul(P);
         if (!r) return free_expr(e), NULL;
-        e = bin(op, e, r, pos);
+        e = bin(P, op, e, r, pos);
     }
     return e;
 }
@@ -382,7 +381,7 @@ static expr *parse_cmp(parser *P) {
             op = "not in", P->at += 2;
         else if (is_name(P, "is")) {
             P->at++;
-            expr *t = new_expr(E_TEST);
+            expr *t = new_expr(P, E_TEST);
             if (is_name(P, "not")) t->negated = true, P->at++;
             if (peek(P)->kind != T_NAME) return fail_at(P->L, peek(P)->pos, "expected a test name"), free_expr(t), free_expr(e), NULL;
             t->name = strdup(peek(P)->s);
@@ -394,14 +393,14 @@ static expr *parse_cmp(parser *P) {
             return e;
         expr *r = parse_add(P);
         if (!r) return free_expr(e), NULL;
-        e = bin(op, e, r, pos);
+        e = bin(P, op, e, r, pos);
     }
 }
 
 static expr *parse_not(parser *P) {
     if (is_name(P, "not")) {
         P->at++;
-        expr *e = new_expr(E_NOT);
+        expr *e = new_expr(P, E_NOT);
         e->a = parse_not(P);
         return e->a ? e : (free_expr(e), NULL);
     }
@@ -415,7 +414,7 @@ static expr *parse_and(parser *P) {
         P->at++;
         expr *r = parse_not(P);
         if (!r) return free_expr(e), NULL;
-        e = bin("and", e, r, pos);
+        e = bin(P, "and", e, r, pos);
     }
     return e;
 }
@@ -427,7 +426,7 @@ static expr *parse_or(parser *P) {
         P->at++;
         expr *r = parse_and(P);
         if (!r) return free_expr(e), NULL;
-        e = bin("or", e, r, pos);
+        e = bin(P, "or", e, r, pos);
     }
     return e;
 }
@@ -436,7 +435,7 @@ static expr *parse_expr(parser *P) {
     expr *e = parse_or(P);
     if (e && is_name(P, "if")) { /* x if c else y */
         P->at++;
-        expr *x = new_expr(E_COND);
+        expr *x = new_expr(P, E_COND);
         x->a = e;
         x->b = parse_or(P);
         if (!x->b) return free_expr(x), NULL;
@@ -602,7 +601,7 @@ hft_status hft_chat_template_parse(const char *source, const char *name, hft_cha
     lexer L = {.src = source, .name = name ? name : "chat_template"};
     hft_chat_template *t = calloc(1, sizeof *t);
     bool ok = t && lex(&L);
-    parser P = {&L, 0};
+    parser P = {.L = &L};
     const char *stop;
     if (ok) ok = parse_body(&P, NULL, &t->nodes, &t->n, &stop);
     hft_status st = ok ? HFT_OK : hft_error(HFT_EFORMAT, "%s", L.err[0] ? L.err : "out of memory");
