@@ -10,21 +10,8 @@
 
 #define FIXTURE "tests/fixtures/chat/chat_templates.json"
 
-static char *read_all(const char *path) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, fp) != (size_t)n) n = 0;
-    if (s) s[n] = '\0';
-    fclose(fp);
-    return s;
-}
-
 TEST(renders_as_transformers_does) {
-    char *text = read_all(FIXTURE);
+    char *text = test_read_file(FIXTURE);
     cJSON *fx = text ? cJSON_Parse(text) : NULL;
     CHECK(fx != NULL, "%s: cannot read", FIXTURE);
     if (!fx) return free(text);

@@ -375,19 +375,6 @@ TEST(converted_loads_are_exact_on_representable_values) {
     for (size_t i = 0; i < sizeof tabs / sizeof tabs[0]; i++) hft_tensor_free(tabs[i]);
 }
 
-static char *read_text(const char *path) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, fp);
-    s[got] = '\0';
-    fclose(fp);
-    return s;
-}
-
 static void check_fixture(const char *file, const cJSON *want) {
     char path[512];
     snprintf(path, sizeof path, FIXTURES "/%s", file);
@@ -450,7 +437,7 @@ static void check_fixture(const char *file, const cJSON *want) {
 }
 
 TEST(files_written_by_pytorch_load_with_their_values) {
-    char *text = read_text(FIXTURES "/expected.json");
+    char *text = test_read_file(FIXTURES "/expected.json");
     CHECK(text != NULL, "cannot read " FIXTURES "/expected.json (run the tests from the repository root)");
     if (!text) return;
     cJSON *root = cJSON_Parse(text);
