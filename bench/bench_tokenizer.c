@@ -16,34 +16,17 @@
 
 #define FIXTURES "tests/fixtures/tokenizers"
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[n] = '\0';
-    if (len) *len = (size_t)n;
-    return buf;
-}
-
 /* The benchmark text as make_tokenizer_fixtures.py --bench-text builds it: the English prose at the start of
  * the corpus (index.json's english_prose_bytes), repeated until it holds at least 3 * 10^6 bytes. */
 static char *bench_text(size_t *len) {
-    char *index = slurp(FIXTURES "/index.json", NULL);
+    char *index = hft_read_text(FIXTURES "/index.json", NULL);
     cJSON *j = index ? cJSON_Parse(index) : NULL;
     free(index);
     const cJSON *r = j ? cJSON_GetObjectItem(j, "english_prose_bytes") : NULL;
     size_t prose = r ? (size_t)cJSON_GetArrayItem(r, 1)->valuedouble : 0;
     cJSON_Delete(j);
     size_t n;
-    char *corpus = slurp(FIXTURES "/corpus.txt", &n);
+    char *corpus = hft_read_text(FIXTURES "/corpus.txt", &n);
     if (!corpus || !prose || prose > n) {
         free(corpus);
         return NULL;

@@ -10,23 +10,8 @@
 #include "data/tokenizer_internal.h"
 
 hft_status tk_read_file(const char *path, char **text, size_t *len) {
-    *text = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return hft_error(HFT_EIO, "%s: cannot open: %s", path, strerror(errno));
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (!buf || fread(buf, 1, (size_t)n, fp) != (size_t)n) {
-        free(buf);
-        fclose(fp);
-        return hft_error(HFT_EIO, "%s: cannot read", path);
-    }
-    fclose(fp);
-    buf[n] = '\0';
-    *text = buf;
-    if (len) *len = (size_t)n;
-    return HFT_OK;
+    *text = hft_read_text(path, len);
+    return *text ? HFT_OK : hft_error_status();
 }
 
 hft_status tk_parse_json(const char *path, cJSON **out) {

@@ -73,3 +73,43 @@ void hft_atomic_abort(hft_atomic_file *f) {
     free(f->final_path);
     memset(f, 0, sizeof *f);
 }
+
+char *hft_path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s%s%s", dir, *dir && dir[strlen(dir) - 1] == '/' ? "" : "/", name);
+    return p;
+}
+
+char *hft_read_text(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        hft_error(HFT_EIO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!text || fread(text, 1, (size_t)n, fp) != (size_t)n) {
+        hft_error(HFT_EIO, "%s: cannot read", path);
+        free(text);
+        fclose(fp);
+        return NULL;
+    }
+    text[n] = '\0';
+    fclose(fp);
+    if (len) *len = (size_t)n;
+    return text;
+}
+
+hft_status hft_write_text(const char *path, const char *text, bool newline) {
+    hft_atomic_file f;
+    HFT_TRY(hft_atomic_open(&f, path));
+    size_t n = strlen(text);
+    if (fwrite(text, 1, n, f.fp) != n || (newline && fputc('\n', f.fp) == EOF)) {
+        hft_atomic_abort(&f);
+        return hft_error(HFT_EIO, "%s: write failed: %s", path, strerror(errno));
+    }
+    return hft_atomic_commit(&f);
+}

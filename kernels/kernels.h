@@ -56,6 +56,13 @@ hft_status hft_atomic_open(hft_atomic_file *f, const char *path);
 hft_status hft_atomic_commit(hft_atomic_file *f);
 void hft_atomic_abort(hft_atomic_file *f);
 hft_status hft_fsync_dir(const char *dir);
+/* "dir/name" (no doubled slash) into a malloc'd string; NULL when out of memory. */
+char *hft_path_join(const char *dir, const char *name);
+/* A whole file, malloc'd and NUL-terminated (its length in *len when len is given); NULL with the error
+ * recorded ("path: cannot open: ..."). */
+char *hft_read_text(const char *path, size_t *len);
+/* text (and a final newline when `newline`) written to path atomically. */
+hft_status hft_write_text(const char *path, const char *text, bool newline);
 
 /* ---------------------------------------------------------------- dtypes and devices */
 

@@ -13,35 +13,6 @@ static bool exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-static char *join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-static char *read_text(const char *path, hft_status *st) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        *st = hft_error(HFT_EIO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (!text || fread(text, 1, (size_t)n, fp) != (size_t)n) {
-        *st = hft_error(HFT_EIO, "%s: cannot read", path);
-        free(text);
-        fclose(fp);
-        return NULL;
-    }
-    text[n] = '\0';
-    fclose(fp);
-    *st = HFT_OK;
-    return text;
-}
-
 static hft_status add_file(nn_checkpoint *ck, const char *path) {
     hft_safetensors *f = NULL;
     HFT_TRY(hft_safetensors_open(path, &f));
@@ -57,9 +28,8 @@ static hft_status add_file(nn_checkpoint *ck, const char *path) {
 
 /* The shard files named by the index's weight_map, each opened once. */
 static hft_status open_index(nn_checkpoint *ck, const char *index_path) {
-    hft_status st;
-    char *text = read_text(index_path, &st);
-    if (!text) return st;
+    char *text = hft_read_text(index_path, NULL);
+    if (!text) return hft_error_status();
     cJSON *root = cJSON_Parse(text);
     free(text);
     const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
@@ -68,7 +38,7 @@ static hft_status open_index(nn_checkpoint *ck, const char *index_path) {
         return hft_error(HFT_EFORMAT, "%s: %s", index_path,
                          root ? "no \"weight_map\" object" : "not valid JSON");
     }
-    st = HFT_OK;
+    hft_status st = HFT_OK;
     const cJSON *e;
     char **seen = NULL;
     int n_seen = 0;
@@ -92,7 +62,7 @@ static hft_status open_index(nn_checkpoint *ck, const char *index_path) {
         }
         seen = s2;
         seen[n_seen++] = e->valuestring;
-        char *path = join(ck->dir, e->valuestring);
+        char *path = hft_path_join(ck->dir, e->valuestring);
         st = path ? add_file(ck, path) : hft_error(HFT_ENOMEM, "out of memory");
         free(path);
         if (st != HFT_OK) break;
@@ -105,7 +75,7 @@ static hft_status open_index(nn_checkpoint *ck, const char *index_path) {
 hft_status nn_checkpoint_open(const char *dir, nn_checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
     ck->dir = strdup(dir);
-    char *single = join(dir, "model.safetensors"), *index = join(dir, "model.safetensors.index.json");
+    char *single = hft_path_join(dir, "model.safetensors"), *index = hft_path_join(dir, "model.safetensors.index.json");
     hft_status st;
     if (!ck->dir || !single || !index) {
         st = hft_error(HFT_ENOMEM, "out of memory");
@@ -114,7 +84,7 @@ hft_status nn_checkpoint_open(const char *dir, nn_checkpoint *ck) {
     } else if (exists(index)) {
         st = open_index(ck, index);
     } else {
-        char *bin = join(dir, "pytorch_model.bin");
+        char *bin = hft_path_join(dir, "pytorch_model.bin");
         bool has_bin = bin && exists(bin);
         free(bin);
         st = hft_error(

@@ -7,46 +7,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char *join(const char *dir, const char *file) {
-    size_t n = strlen(dir) + strlen(file) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, file);
-    return p;
-}
-
-static char *read_text(const char *path, hft_status *st) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        *st = hft_error(HFT_EIO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (!text || fread(text, 1, (size_t)n, fp) != (size_t)n) {
-        *st = hft_error(HFT_EIO, "%s: cannot read", path);
-        free(text);
-        fclose(fp);
-        return NULL;
-    }
-    text[n] = '\0';
-    fclose(fp);
-    *st = HFT_OK;
-    return text;
-}
-
-static hft_status write_text(const char *path, const char *text) {
-    hft_atomic_file f;
-    HFT_TRY(hft_atomic_open(&f, path));
-    size_t n = strlen(text);
-    if (fwrite(text, 1, n, f.fp) != n || fputc('\n', f.fp) == EOF) {
-        hft_atomic_abort(&f);
-        return hft_error(HFT_EIO, "%s: write failed: %s", path, strerror(errno));
-    }
-    return hft_atomic_commit(&f);
-}
-
 hft_status hft_lora_save(hft_model *m, const char *dir) {
     nn_adapter *a = m->adapter;
     if (!a) return hft_error(HFT_ESTATE, "%s has no LoRA adapter to save", m->architecture);
@@ -55,8 +15,8 @@ hft_status hft_lora_save(hft_model *m, const char *dir) {
                          m->architecture);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return hft_error(HFT_EIO, "%s: cannot create: %s", dir, strerror(errno));
-    char *config_path = join(dir, "adapter_config.json"),
-         *weights_path = join(dir, "adapter_model.safetensors");
+    char *config_path = hft_path_join(dir, "adapter_config.json"),
+         *weights_path = hft_path_join(dir, "adapter_model.safetensors");
     char *text = cJSON_Print(a->json);
     hft_st_writer *w = hft_st_writer_new();
     hft_status st =
@@ -71,7 +31,7 @@ hft_status hft_lora_save(hft_model *m, const char *dir) {
     }
     /* the weights first: a folder whose config is there always has its weights */
     if (st == HFT_OK) st = hft_st_writer_save(w, weights_path);
-    if (st == HFT_OK) st = write_text(config_path, text);
+    if (st == HFT_OK) st = hft_write_text(config_path, text, true);
     hft_st_writer_free(w);
     free(text);
     free(config_path);
@@ -87,11 +47,11 @@ static void shape_text(int ndim, const int64_t *shape, char *buf, size_t size) {
 }
 
 static hft_status load_tensors(hft_model *m, const char *dir) {
-    char *path = join(dir, "adapter_model.safetensors");
+    char *path = hft_path_join(dir, "adapter_model.safetensors");
     if (!path) return hft_error(HFT_ENOMEM, "out of memory");
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        char *bin = join(dir, "adapter_model.bin");
+        char *bin = hft_path_join(dir, "adapter_model.bin");
         bool pickle = bin && stat(bin, &sb) == 0;
         free(bin);
         hft_status st = pickle
@@ -170,10 +130,10 @@ hft_status hft_lora_load_weights(hft_model *m, const char *dir) {
 }
 
 hft_status hft_lora_load(hft_model *m, const char *dir) {
-    char *path = join(dir, "adapter_config.json");
+    char *path = hft_path_join(dir, "adapter_config.json");
     if (!path) return hft_error(HFT_ENOMEM, "out of memory");
-    hft_status st;
-    char *text = read_text(path, &st);
+    char *text = hft_read_text(path, NULL);
+    hft_status st = text ? HFT_OK : hft_error_status();
     cJSON *json = text ? cJSON_Parse(text) : NULL;
     if (text && !json) st = hft_error(HFT_EFORMAT, "%s: not valid JSON", path);
     if (json && !cJSON_IsObject(json)) st = hft_error(HFT_EFORMAT, "%s: expected a JSON object", path);

@@ -90,28 +90,6 @@ hft_tensor *nn_param(hft_model *m, nn_init init, uint32_t tags, bool head, int n
 
 /* ---------------------------------------------------------------- creating */
 
-static char *read_file(const char *path, hft_status *st) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        *st = hft_error(HFT_EIO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (!text || fread(text, 1, (size_t)n, fp) != (size_t)n) {
-        *st = hft_error(HFT_EIO, "%s: cannot read", path);
-        free(text);
-        fclose(fp);
-        return NULL;
-    }
-    text[n] = '\0';
-    fclose(fp);
-    *st = HFT_OK;
-    return text;
-}
-
 static hft_status parse_config(const char *text, const char *source, cJSON **out) {
     const char *end = NULL;
     *out = cJSON_ParseWithOpts(text, &end, true);
@@ -364,8 +342,8 @@ hft_status hft_model_load(const char *dir, const hft_load_options *opts, hft_mod
     char *path = malloc(n);
     if (!path) return hft_error(HFT_ENOMEM, "out of memory");
     snprintf(path, n, "%s/config.json", dir);
-    hft_status st;
-    char *text = read_file(path, &st);
+    char *text = hft_read_text(path, NULL);
+    hft_status st = text ? HFT_OK : hft_error_status();
     cJSON *config = NULL;
     if (text) st = parse_config(text, path, &config);
     free(text);
@@ -453,17 +431,6 @@ void hft_model_weights_digest(const hft_model *m, char out[33]) {
 
 /* ---------------------------------------------------------------- saving */
 
-static hft_status write_text(const char *path, const char *text) {
-    hft_atomic_file f;
-    HFT_TRY(hft_atomic_open(&f, path));
-    size_t n = strlen(text);
-    if (fwrite(text, 1, n, f.fp) != n || fputc('\n', f.fp) == EOF) {
-        hft_atomic_abort(&f);
-        return hft_error(HFT_EIO, "%s: write failed: %s", path, strerror(errno));
-    }
-    return hft_atomic_commit(&f);
-}
-
 hft_dtype hft_model_source_dtype(const hft_model *m) {
     return m->source_dtype;
 }
@@ -530,7 +497,7 @@ hft_status hft_model_save(hft_model *m, const char *dir) {
     hft_status st = path && config && w ? HFT_OK : hft_error(HFT_ENOMEM, "out of memory");
     if (st == HFT_OK) {
         snprintf(path, n, "%s/config.json", dir);
-        st = write_text(path, config);
+        st = hft_write_text(path, config, true);
     }
     if (st == HFT_OK) st = hft_st_writer_metadata(w, "format", "pt");
     for (int i = 0; i < hft_paramset_count(m->params) && st == HFT_OK; i++) {

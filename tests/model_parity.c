@@ -19,19 +19,6 @@ static bool exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-static char *slurp(const char *path) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *t = malloc((size_t)n + 1);
-    if (fread(t, 1, (size_t)n, fp) != (size_t)n) n = 0;
-    t[n] = '\0';
-    fclose(fp);
-    return t;
-}
-
 char *model_parity_model_dir(const char *case_name) {
     char *dir = fmt("tests/fixtures/models", case_name);
     char *config = fmt(dir, "config.json");
@@ -40,7 +27,7 @@ char *model_parity_model_dir(const char *case_name) {
     if (own) return dir;
     char *source = fmt(dir, "source.json");
     free(dir);
-    char *text = slurp(source);
+    char *text = hft_read_text(source, NULL);
     free(source);
     if (!text) return NULL;
     cJSON *j = cJSON_Parse(text);

@@ -11,7 +11,7 @@
 #define FIXTURE "tests/fixtures/chat/chat_templates.json"
 
 TEST(renders_as_transformers_does) {
-    char *text = test_read_file(FIXTURE);
+    char *text = hft_read_text(FIXTURE, NULL);
     cJSON *fx = text ? cJSON_Parse(text) : NULL;
     CHECK(fx != NULL, "%s: cannot read", FIXTURE);
     if (!fx) return free(text);

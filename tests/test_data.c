@@ -1059,15 +1059,8 @@ static hft_tokenizer *real_tokenizer(void) {
 }
 
 static cJSON *read_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    char *text = NULL;
-    long len = 0;
-    if (f && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0) {
-        text = calloc(1, (size_t)len + 1);
-        if (fread(text, 1, (size_t)len, f) != (size_t)len) len = 0;
-    }
-    if (f) fclose(f);
-    cJSON *root = text && len ? cJSON_Parse(text) : NULL;
+    char *text = hft_read_text(path, NULL);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     return root;
 }

@@ -22,23 +22,10 @@ static char *path2(const char *a, const char *b) {
     return p;
 }
 
-static char *slurp(const char *path) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *t = malloc((size_t)n + 1);
-    if (fread(t, 1, (size_t)n, fp) != (size_t)n) n = 0;
-    t[n] = '\0';
-    fclose(fp);
-    return t;
-}
-
 /* The base model folder the case's adapter_config.json names (relative to the repository root). */
 static char *base_dir(const char *case_dir) {
     char *cfg = path2(case_dir, "adapter_config.json");
-    char *text = slurp(cfg);
+    char *text = hft_read_text(cfg, NULL);
     free(cfg);
     cJSON *j = text ? cJSON_Parse(text) : NULL;
     free(text);
@@ -167,7 +154,7 @@ static void check_saved_adapter(const char *name, hft_model *m, const char *case
     hft_safetensors_close(a), hft_safetensors_close(b);
     /* the settings PEFT acts on, as PEFT saved them */
     char *cm = path2(out, "adapter_config.json"), *ct = path2(case_dir, "adapter_config.json");
-    char *tm = slurp(cm), *tt = slurp(ct);
+    char *tm = hft_read_text(cm, NULL), *tt = hft_read_text(ct, NULL);
     cJSON *jm = tm ? cJSON_Parse(tm) : NULL, *jt = tt ? cJSON_Parse(tt) : NULL;
     const char *keys[] = {"r",
                           "lora_alpha",
@@ -473,7 +460,7 @@ TEST(save_load_round_trip) {
     hft_model_fingerprint(m, fa), hft_model_fingerprint(m2, fb);
     CHECK(strcmp(fa, fb) == 0, "fingerprints differ");
     /* the configuration written names the modules all-linear chose, as PEFT does */
-    char *cfgp = path2(dir, "adapter_config.json"), *text = slurp(cfgp);
+    char *cfgp = path2(dir, "adapter_config.json"), *text = hft_read_text(cfgp, NULL);
     CHECK(text && strstr(text, "transformer.h.0.mlp.c_fc") && !strstr(text, "all-linear"), "%s",
           text ? text : "");
     free(cfgp), free(text), free(dir);

@@ -437,7 +437,7 @@ static void check_fixture(const char *file, const cJSON *want) {
 }
 
 TEST(files_written_by_pytorch_load_with_their_values) {
-    char *text = test_read_file(FIXTURES "/expected.json");
+    char *text = hft_read_text(FIXTURES "/expected.json", NULL);
     CHECK(text != NULL, "cannot read " FIXTURES "/expected.json (run the tests from the repository root)");
     if (!text) return;
     cJSON *root = cJSON_Parse(text);

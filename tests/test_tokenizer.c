@@ -14,14 +14,8 @@
 
 #define FIXTURES "tests/fixtures/tokenizers"
 
-static char *slurp(const char *path, size_t *len) {
-    char *text = NULL;
-    if (tk_read_file(path, &text, len) != HFT_OK) return NULL;
-    return text;
-}
-
 static cJSON *load_json(const char *path) {
-    char *text = slurp(path, NULL);
+    char *text = hft_read_text(path, NULL);
     cJSON *j = text ? cJSON_Parse(text) : NULL;
     free(text);
     return j;
@@ -189,7 +183,7 @@ TEST(fixtures_match_hf) {
     CHECK(index != NULL, "%s: missing or not JSON (run tests/fixtures/make_tokenizer_fixtures.py)", path);
     if (!index) return;
     size_t corpus_len;
-    char *corpus = slurp(cJSON_GetObjectItem(index, "corpus")->valuestring, &corpus_len);
+    char *corpus = hft_read_text(cJSON_GetObjectItem(index, "corpus")->valuestring, &corpus_len);
     CHECK(corpus != NULL, "cannot read the corpus");
     const cJSON *list = cJSON_GetObjectItem(index, "fixtures");
     for (const cJSON *f = list ? list->child : NULL; f && corpus; f = f->next) {
@@ -275,7 +269,7 @@ TEST(fast_split_matches_onig) {
     for (int k = 0; k < 3; k++) CHECK(re[k]->fast != TK_FAST_NONE, "%s pattern not recognised", names[k]);
     /* the corpus, line by line and whole */
     size_t n;
-    char *corpus = slurp(FIXTURES "/corpus.txt", &n);
+    char *corpus = hft_read_text(FIXTURES "/corpus.txt", &n);
     CHECK(corpus != NULL, "corpus missing");
     long checked = 0, bad = 0;
     for (int k = 0; k < 3 && corpus; k++) {
@@ -460,7 +454,7 @@ TEST(threads_agree) {
         return;
     }
     size_t len;
-    char *corpus = slurp(FIXTURES "/corpus.txt", &len);
+    char *corpus = hft_read_text(FIXTURES "/corpus.txt", &len);
     thread_arg one = {t, corpus, len, true, 0}, many[4];
     encode_lines(&one);
     pthread_t th[4];
@@ -585,7 +579,7 @@ TEST(config_files) {
     char src[256];
     size_t n;
     snprintf(src, sizeof src, "%s/tokenizer.json", FIXTURES "/wordpiece_cased");
-    char *json = slurp(src, &n);
+    char *json = hft_read_text(src, &n);
     write_tmp("tokenizer.json", json);
     free(json);
     write_tmp("tokenizer_config.json",

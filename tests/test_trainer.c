@@ -18,7 +18,7 @@
 static char root[64];
 
 static char *in_root(const char *name) {
-    return fs_join(root, name);
+    return hft_path_join(root, name);
 }
 
 static void write_file(const char *name, const char *text) {
@@ -168,8 +168,8 @@ TEST(resume_is_bit_identical_and_logs_the_same) {
     CHECK(na == nb && na > 0 && diff == 0, "%lld of %lld parameters differ after resuming", (long long)diff,
           (long long)na);
     /* the logged training lines of steps 4 to 6 are the same */
-    char *ma = fs_join(a, "metrics.jsonl"), *mb = fs_join(b, "metrics.jsonl");
-    char *ta = fs_read_text(ma, NULL), *tb = fs_read_text(mb, NULL);
+    char *ma = hft_path_join(a, "metrics.jsonl"), *mb = hft_path_join(b, "metrics.jsonl");
+    char *ta = hft_read_text(ma, NULL), *tb = hft_read_text(mb, NULL);
     for (int step = 4; step <= 6; step++) {
         char end[32];
         snprintf(end, sizeof end, "\"step\":%d}", step);
@@ -194,7 +194,7 @@ TEST(kill_during_a_save_leaves_the_last_checkpoint_whole) {
         char *ov[] = {"max_steps=40", "save_steps=1", "save_total_limit=2"};
         hft_recipe *r = recipe(run, "", 3, ov);
         pid_t pid = spawn(run, "", 3, ov);
-        char *first = fs_join(r->output_dir, "checkpoint-2");
+        char *first = hft_path_join(r->output_dir, "checkpoint-2");
         for (int i = 0; i < 4000 && !fs_exists(first); i++) usleep(2000);
         usleep((useconds_t)(3000 + round * 7919 % 40000));
         kill(pid, SIGKILL);
@@ -204,7 +204,7 @@ TEST(kill_during_a_save_leaves_the_last_checkpoint_whole) {
         if (newest) {
             hft_model *m = NULL;
             CHECK_OK(hft_model_load(newest, NULL, &m), NULL);
-            char *state = fs_join(newest, "training_state.h5");
+            char *state = hft_path_join(newest, "training_state.h5");
             train_state s;
             CHECK_OK(train_state_peek(state, &s), NULL);
             hft_model_free(m);
@@ -222,8 +222,8 @@ TEST(rotation_keeps_the_newest_and_the_best) {
                   "learning_rate=0.5"};
     CHECK(train("rot", "", 7, ov), "a run with evaluation and a limit of one checkpoint");
     char *dir = in_root("rot");
-    char *state = fs_join(dir, "trainer_state.json");
-    char *text = fs_read_text(state, NULL);
+    char *state = hft_path_join(dir, "trainer_state.json");
+    char *text = hft_read_text(state, NULL);
     CHECK(text && strstr(text, "best_model_checkpoint"), "trainer_state.json names the best checkpoint");
     int kept = 0;
     for (int s = 2; s <= 8; s += 2) {
@@ -292,7 +292,7 @@ TEST(early_stopping_ends_a_run_that_stops_improving) {
                   "save_total_limit=1"};
     CHECK(train("early", "", 8, ov), "the run finishes");
     char *state = in_root("early/trainer_state.json");
-    char *text = fs_read_text(state, NULL);
+    char *text = hft_read_text(state, NULL);
     const char *g = text ? strstr(text, "\"global_step\"") : NULL;
     int step = g ? atoi(strchr(g, ':') + 1) : -1;
     CHECK(step > 0 && step < 40, "stopped early at step %d of 40", step);
@@ -331,7 +331,7 @@ TEST(lora_resume_is_bit_identical_and_the_base_is_checked) {
     for (int i = 0; i < 6000 && !fs_exists(ck3); i++) usleep(5000);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
-    char *a3 = fs_join(ck3, "adapter_model.safetensors"), *m3 = fs_join(ck3, "model.safetensors");
+    char *a3 = hft_path_join(ck3, "adapter_model.safetensors"), *m3 = hft_path_join(ck3, "model.safetensors");
     CHECK(fs_exists(a3) && !fs_exists(m3), "the checkpoint holds the adapter, not the model");
     char *resume_ov[] = {"model.config=", ov_base, "max_steps=6", "save_steps=3",
                          "resume_from_checkpoint=true"};
@@ -386,7 +386,7 @@ TEST(lora_resume_is_bit_identical_and_the_base_is_checked) {
 
 /* The "loss" values of a run's metrics.jsonl, in order (at most n). */
 static int logged_losses(const char *run, double *out, int n) {
-    char *dir = in_root(run), *path = fs_join(dir, "metrics.jsonl"), *text = fs_read_text(path, NULL);
+    char *dir = in_root(run), *path = hft_path_join(dir, "metrics.jsonl"), *text = hft_read_text(path, NULL);
     int k = 0;
     for (const char *p = text; p && k < n && (p = strstr(p, "{\"loss\":")); p++) out[k++] = atof(p + 8);
     free(text), free(path), free(dir);

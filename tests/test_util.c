@@ -101,16 +101,3 @@ int test_tensor_close(const char *what, const hft_tensor *t, const double *want,
     free(got);
     return ok;
 }
-
-char *test_read_file(const char *path) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    size_t got = s ? fread(s, 1, (size_t)n, fp) : 0;
-    if (s) s[got] = '\0';
-    fclose(fp);
-    return s;
-}

@@ -51,9 +51,6 @@ hft_tensor *test_random(test_rng *r, hft_dtype dtype, int ndim, const int64_t *s
  * on rounding alone). Prints the worst element on failure. */
 int test_close(const char *what, const double *got, const double *want, long n, double rtol,
                double atol_scale);
-/* A whole file as a NUL-terminated string (malloc'd), or NULL. */
-char *test_read_file(const char *path);
-
 /* Compares a tensor's values with a reference array. */
 int test_tensor_close(const char *what, const hft_tensor *t, const double *want, double rtol,
                       double atol_scale);

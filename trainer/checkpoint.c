@@ -28,7 +28,7 @@ int64_t checkpoint_step_of(const char *name) {
 
 static bool has_all(const char *dir, const char *const *names, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        char *p = fs_join(dir, names[i]);
+        char *p = hft_path_join(dir, names[i]);
         bool ok = p && fs_exists(p);
         free(p);
         if (!ok) return false;
@@ -75,7 +75,7 @@ static int list_steps(const char *output_dir, int64_t **steps) {
 static char *step_dir(const char *output_dir, int64_t step) {
     char name[64];
     snprintf(name, sizeof name, "checkpoint-%lld", (long long)step);
-    return fs_join(output_dir, name);
+    return hft_path_join(output_dir, name);
 }
 
 char *checkpoint_newest(const char *output_dir) {
@@ -96,7 +96,7 @@ char *checkpoint_newest(const char *output_dir) {
 static hft_status copy_known_files(const char *from_dir, const char *to_dir, const char *const *names,
                                    size_t n) {
     for (size_t i = 0; i < n; i++) {
-        char *src = fs_join(from_dir, names[i]), *dst = fs_join(to_dir, names[i]);
+        char *src = hft_path_join(from_dir, names[i]), *dst = hft_path_join(to_dir, names[i]);
         hft_status st = HFT_OK;
         if (!src || !dst)
             st = hft_error(HFT_ENOMEM, "out of memory");
@@ -124,7 +124,7 @@ hft_status checkpoint_write_model(const char *dir, hft_model *model, const char 
 }
 
 static hft_status write_recipe(const char *dir, const hft_recipe *r) {
-    char *path = fs_join(dir, "recipe.yaml");
+    char *path = hft_path_join(dir, "recipe.yaml");
     char *tmp = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&tmp, &len);
@@ -134,7 +134,7 @@ static hft_status write_recipe(const char *dir, const hft_recipe *r) {
         hft_recipe_write(r, mem);
         fclose(mem);
     }
-    if (st == HFT_OK) st = fs_write_text(path, tmp);
+    if (st == HFT_OK) st = hft_write_text(path, tmp, false);
     free(tmp);
     free(path);
     return st;
@@ -144,12 +144,12 @@ hft_status checkpoint_write(const char *output_dir, int64_t step, const checkpoi
     if (path) *path = NULL;
     char tmp_name[96];
     snprintf(tmp_name, sizeof tmp_name, ".tmp-checkpoint-%lld-%ld", (long long)step, (long)getpid());
-    char *tmp = fs_join(output_dir, tmp_name), *final = step_dir(output_dir, step), *state = NULL;
+    char *tmp = hft_path_join(output_dir, tmp_name), *final = step_dir(output_dir, step), *state = NULL;
     hft_status st = tmp && final ? HFT_OK : hft_error(HFT_ENOMEM, "out of memory");
     if (st == HFT_OK) st = fs_remove_tree(tmp);
     if (st == HFT_OK) st = checkpoint_write_model(tmp, p->model, p->tokenizer_dir, p->model_dir);
     if (st == HFT_OK) {
-        state = fs_join(tmp, "training_state.h5");
+        state = hft_path_join(tmp, "training_state.h5");
         st = state ? train_state_save(state, p->state, p->optimizer) : hft_error(HFT_ENOMEM, "out of memory");
     }
     if (st == HFT_OK) st = fs_fsync_path(state);

@@ -14,7 +14,7 @@
 #include "trainer/trainer.h"
 
 static bool has_files(const char *dir, const char *a, const char *b, const char *b_alt) {
-    char *pa = fs_join(dir, a), *pb = fs_join(dir, b), *pc = b_alt ? fs_join(dir, b_alt) : NULL;
+    char *pa = hft_path_join(dir, a), *pb = hft_path_join(dir, b), *pc = b_alt ? hft_path_join(dir, b_alt) : NULL;
     bool ok = pa && fs_exists(pa) && ((pb && fs_exists(pb)) || (pc && fs_exists(pc)));
     free(pa), free(pb), free(pc);
     return ok;
@@ -30,8 +30,8 @@ static bool has_adapter(const char *dir) {
 
 /* The base an adapter folder names (adapter_config.json's base_model_name_or_path), malloc'd, or NULL. */
 static char *named_base(const char *dir) {
-    char *path = fs_join(dir, "adapter_config.json");
-    char *text = path ? fs_read_text(path, NULL) : NULL;
+    char *path = hft_path_join(dir, "adapter_config.json");
+    char *text = path ? hft_read_text(path, NULL) : NULL;
     cJSON *j = text ? cJSON_Parse(text) : NULL;
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "base_model_name_or_path");
     char *base = cJSON_IsString(b) && *b->valuestring ? strdup(b->valuestring) : NULL;
@@ -42,7 +42,7 @@ static char *named_base(const char *dir) {
 
 /* An adapter checkpoint records its base's digest: a different base is refused, as resuming refuses it. */
 static hft_status check_base(const char *src, const char *base, hft_model *m) {
-    char *state_path = fs_join(src, "training_state.h5");
+    char *state_path = hft_path_join(src, "training_state.h5");
     train_state s;
     hft_status st = HFT_OK;
     if (state_path && fs_exists(state_path) && train_state_peek(state_path, &s) == HFT_OK && *s.base_digest) {
@@ -60,7 +60,7 @@ static hft_status check_base(const char *src, const char *base, hft_model *m) {
 /* A checkpoint's model came in this dtype (training_state.h5 says; its weights are f32 masters): NULL when
  * it came in f32 or the folder is not a checkpoint. */
 static const char *came_in(const char *dir) {
-    char *path = fs_join(dir, "training_state.h5");
+    char *path = hft_path_join(dir, "training_state.h5");
     train_state s;
     const char *name = NULL;
     if (path && fs_exists(path) && train_state_peek(path, &s) == HFT_OK)

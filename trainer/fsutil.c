@@ -10,13 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-char *fs_join(const char *a, const char *b) {
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s%s%s", a, *a && a[strlen(a) - 1] == '/' ? "" : "/", b);
-    return p;
-}
-
 bool fs_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
@@ -58,7 +51,7 @@ hft_status fs_remove_tree(const char *path) {
         hft_status s = HFT_OK;
         while (s == HFT_OK && (e = readdir(d))) {
             if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            char *child = fs_join(path, e->d_name);
+            char *child = hft_path_join(path, e->d_name);
             s = child ? fs_remove_tree(child) : hft_error(HFT_ENOMEM, "out of memory");
             free(child);
         }
@@ -106,32 +99,3 @@ hft_status fs_copy_file(const char *from, const char *to) {
     return hft_atomic_commit(&out);
 }
 
-hft_status fs_write_text(const char *path, const char *text) {
-    hft_atomic_file f;
-    HFT_TRY(hft_atomic_open(&f, path));
-    size_t n = strlen(text);
-    if (fwrite(text, 1, n, f.fp) != n) {
-        hft_atomic_abort(&f);
-        return hft_error(HFT_EIO, "%s: write failed: %s", path, strerror(errno));
-    }
-    return hft_atomic_commit(&f);
-}
-
-char *fs_read_text(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *t = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (t && fread(t, 1, (size_t)n, fp) != (size_t)n) {
-        free(t);
-        t = NULL;
-    }
-    fclose(fp);
-    if (t) {
-        t[n] = '\0';
-        if (len) *len = (size_t)n;
-    }
-    return t;
-}

@@ -1,4 +1,5 @@
-/* Files and folders for the Trainer: paths, recursive mkdir and removal, copies, durable writes. */
+/* Files and folders for the Trainer: recursive mkdir and removal, copies, fsync (joining paths, reading and
+ * writing whole files: kernels/kernels.h). */
 #ifndef HFT_FSUTIL_H
 #define HFT_FSUTIL_H
 
@@ -7,8 +8,6 @@
 
 #include "kernels/kernels.h"
 
-/* "a/b" into a malloc'd string. */
-char *fs_join(const char *a, const char *b);
 bool fs_exists(const char *path);
 bool fs_is_dir(const char *path);
 hft_status fs_mkdir_p(const char *path);
@@ -17,9 +16,5 @@ hft_status fs_remove_tree(const char *path);
 hft_status fs_copy_file(const char *from, const char *to);
 /* fsyncs a file by path. */
 hft_status fs_fsync_path(const char *path);
-/* Writes text to path atomically. */
-hft_status fs_write_text(const char *path, const char *text);
-/* Reads a whole file (malloc'd, NUL-terminated). */
-char *fs_read_text(const char *path, size_t *len);
 
 #endif

@@ -72,8 +72,8 @@ static bool on_token(int64_t token, void *user) {
 
 /* generation_config.json's settings over transformers' defaults. */
 static void read_generation_config(const char *dir, hft_generate_options *o, int64_t *eos, int *n_eos) {
-    char *path = fs_join(dir, "generation_config.json");
-    char *text = path ? fs_read_text(path, NULL) : NULL;
+    char *path = hft_path_join(dir, "generation_config.json");
+    char *text = path ? hft_read_text(path, NULL) : NULL;
     cJSON *j = text ? cJSON_Parse(text) : NULL;
     const cJSON *x;
     if ((x = cJSON_GetObjectItem(j, "do_sample")) && cJSON_IsBool(x)) o->do_sample = cJSON_IsTrue(x);
@@ -129,7 +129,7 @@ static double now(void) {
 
 /* The model (and the folder its tokenizer is in): a model folder or checkpoint, or an adapter on its base. */
 static hft_status load(const char *dir, const char *base, hft_model **m, char **tok_dir) {
-    char *cfg = fs_join(dir, "adapter_config.json");
+    char *cfg = hft_path_join(dir, "adapter_config.json");
     bool adapter = cfg && fs_exists(cfg);
     free(cfg);
     if (!adapter) {
@@ -138,7 +138,7 @@ static hft_status load(const char *dir, const char *base, hft_model **m, char **
     }
     char *named = NULL;
     if (!base) {
-        char *path = fs_join(dir, "adapter_config.json"), *text = fs_read_text(path, NULL);
+        char *path = hft_path_join(dir, "adapter_config.json"), *text = hft_read_text(path, NULL);
         cJSON *j = text ? cJSON_Parse(text) : NULL;
         const cJSON *b = cJSON_GetObjectItem(j, "base_model_name_or_path");
         named = cJSON_IsString(b) ? strdup(b->valuestring) : NULL;
@@ -154,7 +154,7 @@ static hft_status load(const char *dir, const char *base, hft_model **m, char **
     }
     hft_status st = hft_model_load(base, &(hft_load_options){.hold_as_stored = true}, m);
     if (st == HFT_OK) st = hft_lora_load(*m, dir);
-    char *tj = fs_join(dir, "tokenizer.json");
+    char *tj = hft_path_join(dir, "tokenizer.json");
     *tok_dir = strdup(tj && fs_exists(tj) ? dir : base);
     free(tj), free(named);
     return st;
@@ -220,7 +220,7 @@ static hft_status prompt_ids(const hft_tokenizer *tok, const char *text, const c
 }
 
 static hft_status perplexity(hft_model *m, const hft_tokenizer *tok, const char *path) {
-    char *text = fs_read_text(path, NULL);
+    char *text = hft_read_text(path, NULL);
     if (!text) return hft_error(HFT_EIO, "%s: cannot read", path);
     int64_t *ids = NULL, n = 0, tokens = 0;
     hft_status st = encode(tok, text, &ids, &n);

@@ -97,8 +97,8 @@ static hft_status write_metrics(const logbook *lb) {
         text[n] = '\0';
         free(line);
     }
-    char *path = fs_join(lb->output_dir, "metrics.jsonl");
-    hft_status st = path ? fs_write_text(path, text) : hft_error(HFT_ENOMEM, "out of memory");
+    char *path = hft_path_join(lb->output_dir, "metrics.jsonl");
+    hft_status st = path ? hft_write_text(path, text, false) : hft_error(HFT_ENOMEM, "out of memory");
     free(path);
     free(text);
     return st;
@@ -160,8 +160,8 @@ static hft_status write_svg(const logbook *lb) {
 #undef OUT
     hft_status st = HFT_OK;
     if (n >= cap) st = hft_error(HFT_ENOMEM, "curve too large");
-    char *path = fs_join(lb->output_dir, "curves.svg");
-    if (st == HFT_OK) st = path ? fs_write_text(path, s) : hft_error(HFT_ENOMEM, "out of memory");
+    char *path = hft_path_join(lb->output_dir, "curves.svg");
+    if (st == HFT_OK) st = path ? hft_write_text(path, s, false) : hft_error(HFT_ENOMEM, "out of memory");
     free(path);
     free(s);
     return st;
@@ -211,16 +211,16 @@ hft_status logbook_write_state(const logbook *lb, const char *dir) {
     cJSON_AddNullToObject(o, "trial_params");
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
-    char *path = fs_join(dir, "trainer_state.json");
-    hft_status st = text && path ? fs_write_text(path, text) : hft_error(HFT_ENOMEM, "out of memory");
+    char *path = hft_path_join(dir, "trainer_state.json");
+    hft_status st = text && path ? hft_write_text(path, text, false) : hft_error(HFT_ENOMEM, "out of memory");
     free(text);
     free(path);
     return st;
 }
 
 hft_status logbook_read_state(logbook *lb, const char *dir) {
-    char *path = fs_join(dir, "trainer_state.json");
-    char *text = path ? fs_read_text(path, NULL) : NULL;
+    char *path = hft_path_join(dir, "trainer_state.json");
+    char *text = path ? hft_read_text(path, NULL) : NULL;
     cJSON *o = text ? cJSON_Parse(text) : NULL;
     hft_status st = HFT_OK;
     if (!o) st = hft_error(HFT_EFORMAT, "%s: missing or not valid JSON", path ? path : dir);

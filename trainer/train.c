@@ -134,7 +134,7 @@ static hft_status load_base_model(trainer *t) {
                    hft_model_initialized(t->model, i));
         return HFT_OK;
     }
-    char *text = fs_read_text(r->model_config, NULL);
+    char *text = hft_read_text(r->model_config, NULL);
     if (!text) return hft_error(HFT_EIO, "%s: cannot read", r->model_config);
     hft_status st = hft_model_from_config(text, r->model_config, &o, &t->model);
     free(text);
@@ -232,7 +232,7 @@ static hft_status load_dataset(trainer *t, const char *path, hft_dataset **out) 
     if (*r->cache_dir) {
         const char *home = getenv("HOME");
         if (strncmp(r->cache_dir, "~/", 2) == 0 && home)
-            cache = fs_join(home, r->cache_dir + 2);
+            cache = hft_path_join(home, r->cache_dir + 2);
         else
             cache = strdup(r->cache_dir);
         if (cache && fs_mkdir_p(cache) == HFT_OK) spec.cache_dir = cache;
@@ -416,7 +416,7 @@ static hft_status resume(trainer *t) {
                r->output_dir);
         return HFT_OK;
     }
-    char *state_path = fs_join(dir, "training_state.h5");
+    char *state_path = hft_path_join(dir, "training_state.h5");
     train_state s;
     hft_status st = state_path ? train_state_peek(state_path, &s) : hft_error(HFT_ENOMEM, "out of memory");
     char fp[33], rf[128];
@@ -735,7 +735,7 @@ static hft_status log_samples(trainer *t) {
         prompts = cJSON_CreateArray();
         cJSON_AddItemToArray(prompts, cJSON_CreateString(t->r->sample_prompt));
     }
-    char *path = fs_join(t->r->output_dir, "samples.jsonl");
+    char *path = hft_path_join(t->r->output_dir, "samples.jsonl");
     FILE *fp = path ? fopen(path, "a") : NULL;
     hft_status st = fp ? HFT_OK : hft_error(HFT_EIO, "%s: cannot append", path ? path : "samples.jsonl");
     logbook_progress_clear(&t->log);
