@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bench/bench_gpt2.h"
 #include "bench/bench_util.h"
 #include "nn/nn.h"
 
@@ -44,18 +45,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", hft_error_message());
         return 1;
     }
-    char dir[] = "/tmp/hft-bench-dist-XXXXXX", path[600], cmd[1024];
-    if (!mkdtemp(dir)) return 1;
-    hft_model *m = NULL;
-    snprintf(path, sizeof path, "%s/model", dir);
-    const char *config = "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\", \"vocab_size\": 2001}";
-    if (hft_model_from_config(config, "bench", NULL, &m) != HFT_OK || hft_model_save(m, path) != HFT_OK) {
-        fprintf(stderr, "bench_dist: %s\n", hft_error_message());
-        return 1;
-    }
-    hft_model_free(m);
-    snprintf(cmd, sizeof cmd, "cp tests/fixtures/tokenizers/gpt2_bpe/* %s/model/ && rm -f %s/model/expected.json", dir, dir);
-    if (system(cmd) != 0) return 1;
+    char dir[] = "/tmp/hft-bench-dist-XXXXXX", cmd[1024];
+    if (!bench_gpt2_folder(dir, false, NULL, NULL)) return 1;
     int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
     printf("hft-train, GPT-2 small (vocab 2001), %d steps of a global batch of %d x %d tokens, %d cores\n", STEPS,
            GLOBAL_BATCH, SEQ, cores);

@@ -3,6 +3,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "nn/nn.h"
 #include "optim/optim.h"
@@ -56,4 +58,37 @@ void bench_gpt2_step(void *arg) {
     hft_clip_grad_norm(ps, 1.0, &norm);
     hft_optimizer_step(g->opt, 1.0);
     hft_paramset_zero_grad(ps);
+}
+
+int bench_gpt2_folder(char *dir, bool real, const char **tokenizer, double *weight_mib) {
+    struct stat sb;
+    const char *tok = real && stat("tests/fixtures/real/gpt2/vocab.json", &sb) == 0 ? "tests/fixtures/real/gpt2"
+                                                                                 : "tests/fixtures/tokenizers/gpt2_bpe";
+    int vocab = strstr(tok, "real") ? 50257 : 2001;
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "bench: cannot make %s\n", dir);
+        return 0;
+    }
+    char config[256], path[600], cmd[1400];
+    snprintf(config, sizeof config,
+             "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\", \"vocab_size\": %d}", vocab);
+    snprintf(path, sizeof path, "%s/model", dir);
+    hft_model *m = NULL;
+    if (hft_model_from_config(config, "bench", NULL, &m) != HFT_OK || hft_model_save(m, path) != HFT_OK) {
+        fprintf(stderr, "bench: %s\n", hft_error_message());
+        hft_model_free(m);
+        return 0;
+    }
+    if (weight_mib) {
+        hft_paramset *ps = hft_model_params(m);
+        *weight_mib = 0;
+        for (int i = 0; i < hft_paramset_count(ps); i++)
+            *weight_mib += (double)hft_tensor_nbytes(hft_paramset_get(ps, i)->value) / 1048576.0;
+    }
+    hft_model_free(m);
+    /* the tokenizer files beside the weights, as a Hub snapshot has them */
+    snprintf(cmd, sizeof cmd, "cp %s/* %s/model/ 2>/dev/null; rm -f %s/model/expected.json", tok, dir, dir);
+    if (system(cmd) != 0) return 0;
+    if (tokenizer) *tokenizer = tok;
+    return vocab;
 }

@@ -10,4 +10,10 @@ bench_gpt2 *bench_gpt2_new(int batch, int seq, hft_dtype autocast); /* NULL (mes
 void bench_gpt2_step(void *gpt2);                                   /* for bench_median */
 void bench_gpt2_free(bench_gpt2 *g);
 
+/* A Hub-like folder <dir>/model for hft-train: GPT-2 small with random weights, saved, with a GPT-2
+ * tokenizer's files beside it — the real one when `real` is asked and tools/fetch_real_models.sh fetched it,
+ * else the 2001-token fixture. dir is a "/tmp/...-XXXXXX" template, filled in. Returns the vocabulary size
+ * (*tokenizer: the folder the tokenizer came from; *weight_mib: the weights' size), or 0 with a message. */
+int bench_gpt2_folder(char *dir, bool real, const char **tokenizer, double *weight_mib);
+
 #endif

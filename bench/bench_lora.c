@@ -11,16 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench/bench_gpt2.h"
 #include "bench/bench_util.h"
 #include "nn/nn.h"
 
 enum { STEPS = 6, BATCH = 4 };
 static int SEQ = 64; /* the step benchmark's shape; argv[2] sets another */
-
-static bool exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
 
 typedef struct result {
     double step_s, rss_mib;
@@ -69,29 +65,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", hft_error_message());
         return 1;
     }
-    const char *tok = exists("tests/fixtures/real/gpt2/vocab.json") ? "tests/fixtures/real/gpt2"
-                                                                    : "tests/fixtures/tokenizers/gpt2_bpe";
-    int vocab = strstr(tok, "real") ? 50257 : 2001;
-    char dir[] = "/tmp/hft-bench-lora-XXXXXX";
-    if (!mkdtemp(dir)) return 1;
-    char config[256], path[512], cmd[1024];
-    snprintf(config, sizeof config,
-             "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\", \"vocab_size\": %d}",
-             vocab);
-    hft_model *m = NULL;
-    snprintf(path, sizeof path, "%s/model", dir);
-    if (hft_model_from_config(config, "bench", NULL, &m) != HFT_OK || hft_model_save(m, path) != HFT_OK) {
-        fprintf(stderr, "bench_lora: %s\n", hft_error_message());
-        return 1;
-    }
-    hft_paramset *ps = hft_model_params(m);
+    char dir[] = "/tmp/hft-bench-lora-XXXXXX", cmd[1024];
     double weights = 0;
-    for (int i = 0; i < hft_paramset_count(ps); i++)
-        weights += (double)hft_tensor_nbytes(hft_paramset_get(ps, i)->value);
-    weights /= 1048576.0;
-    hft_model_free(m);
-    snprintf(cmd, sizeof cmd, "cp %s/* %s/model/ 2>/dev/null; rm -f %s/model/expected.json", tok, dir, dir);
-    if (system(cmd) != 0) return 1;
+    int vocab = bench_gpt2_folder(dir, true, NULL, &weights);
+    if (!vocab) return 1;
     int threads = hft_threads_get();
     printf("GPT-2 small (%.0f MiB of f32 weights, vocab %d): %d steps of %d x %d tokens, AdamW, %d threads\n",
            weights, vocab, STEPS, BATCH, SEQ, threads);

@@ -9,15 +9,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench/bench_gpt2.h"
 #include "bench/bench_util.h"
 #include "nn/nn.h"
 
 enum { STEPS = 8, BATCH = 4, SEQ = 256 };
-
-static bool exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
 
 int main(int argc, char **argv) {
     const char *bin = argc > 1 ? argv[1] : "build/trainer/hft-train";
@@ -25,25 +21,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", hft_error_message());
         return 1;
     }
-    const char *tok = exists("tests/fixtures/real/gpt2/vocab.json") ? "tests/fixtures/real/gpt2"
-                                                                    : "tests/fixtures/tokenizers/gpt2_bpe";
-    int vocab = strstr(tok, "real") ? 50257 : 2001;
-    char dir[] = "/tmp/hft-bench-train-XXXXXX";
-    if (!mkdtemp(dir)) return 1;
-    char config[256], path[512], cmd[2048];
-    snprintf(config, sizeof config,
-             "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\", \"vocab_size\": %d}",
-             vocab);
-    hft_model *m = NULL;
-    snprintf(path, sizeof path, "%s/model", dir);
-    if (hft_model_from_config(config, "bench", NULL, &m) != HFT_OK || hft_model_save(m, path) != HFT_OK) {
-        fprintf(stderr, "bench_train: %s\n", hft_error_message());
-        return 1;
-    }
-    hft_model_free(m);
-    /* the tokenizer files beside the weights, as a Hub snapshot has them */
-    snprintf(cmd, sizeof cmd, "cp %s/* %s/model/ 2>/dev/null; rm -f %s/model/expected.json", tok, dir, dir);
-    if (system(cmd) != 0) return 1;
+    const char *tok = NULL;
+    char dir[] = "/tmp/hft-bench-train-XXXXXX", path[512], cmd[2048];
+    int vocab = bench_gpt2_folder(dir, true, &tok, NULL);
+    if (!vocab) return 1;
     int threads = hft_threads_get();
     printf("fine-tuning GPT-2 small (vocab %d, tokenizer %s): %d steps of %d x %d tokens, %d threads\n",
            vocab, tok, STEPS, BATCH, SEQ, threads);
