@@ -186,6 +186,9 @@ hft_cursor hft_sampler_cursor(const hft_sampler *s);
 /* The global sample index (epoch × dataset size + position in the epoch's order) of the first example the
  * last hft_sampler_next gave this rank: what keys the dropout of its examples, at any world size. */
 int64_t hft_sampler_last_position(const hft_sampler *s);
+/* The same for the first example the next hft_sampler_next will give this rank (the cursor's: what a
+ * checkpoint records per rank). */
+int64_t hft_sampler_next_position(const hft_sampler *s);
 hft_status hft_sampler_seek(hft_sampler *s, hft_cursor c);
 
 #ifdef __cplusplus

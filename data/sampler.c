@@ -94,10 +94,42 @@ static int64_t at(hft_sampler *s, int64_t pos) {
     return s->perm ? s->perm[pos] : pos;
 }
 
-int64_t hft_sampler_next(hft_sampler *s, int64_t *indices) {
-    int64_t n = s->o.dataset_size, b = s->o.batch_size, W = s->o.world_size, r = s->o.rank;
+/* Whether the epoch has no global batch left at the cursor. */
+static bool epoch_done(const hft_sampler *s) {
+    int64_t remaining = s->o.dataset_size - s->cur.offset;
+    return remaining <= 0 || (s->o.drop_last && remaining < s->global);
+}
+
+/* This rank's slice of the global batch of m examples at the cursor: where it starts in the batch, and its
+ * length. A full batch gives every rank batch_size; the last partial one cuts consecutive slices as equal as
+ * they can be (the first m % W ranks one more). */
+static void slice(const hft_sampler *s, int64_t m, int64_t *start, int64_t *count) {
+    int64_t b = s->o.batch_size, W = s->o.world_size, r = s->o.rank;
+    if (m == s->global) {
+        *start = r * b;
+        *count = b;
+    } else {
+        int64_t base = m / W, extra = m % W;
+        *start = r * base + (r < extra ? r : extra);
+        *count = base + (r < extra);
+    }
+}
+
+int64_t hft_sampler_next_position(const hft_sampler *s) {
+    int64_t n = s->o.dataset_size, start, count;
+    if (epoch_done(s)) { /* the next batch is the next epoch's first */
+        slice(s, n < s->global ? n : s->global, &start, &count);
+        return (s->cur.epoch + 1) * n + start;
+    }
     int64_t remaining = n - s->cur.offset;
-    if (remaining <= 0 || (s->o.drop_last && remaining < s->global)) {
+    slice(s, remaining < s->global ? remaining : s->global, &start, &count);
+    return s->cur.epoch * n + s->cur.offset + start;
+}
+
+int64_t hft_sampler_next(hft_sampler *s, int64_t *indices) {
+    int64_t n = s->o.dataset_size, r = s->o.rank;
+    int64_t remaining = n - s->cur.offset;
+    if (epoch_done(s)) {
         s->cur.epoch++;
         s->cur.offset = 0;
         return 0;
@@ -105,16 +137,7 @@ int64_t hft_sampler_next(hft_sampler *s, int64_t *indices) {
     if (s->perm && s->perm_epoch != s->cur.epoch) permute(s, s->cur.epoch);
     int64_t m = remaining < s->global ? remaining : s->global; /* this global batch */
     int64_t start, count;
-    if (m == s->global) {
-        start = r * b;
-        count = b;
-    } else {
-        /* The last partial global batch: consecutive slices as equal as they can be (the first m % W ranks
-         * one more). */
-        int64_t base = m / W, extra = m % W;
-        start = r * base + (r < extra ? r : extra);
-        count = base + (r < extra);
-    }
+    slice(s, m, &start, &count);
     int64_t k = 0;
     s->last_position = s->cur.epoch * n + s->cur.offset + start;
     for (; k < count; k++) indices[k] = at(s, s->cur.offset + start + k);

@@ -402,8 +402,6 @@ static void recipe_fingerprint(const trainer *t, char *buf, size_t size) {
              (long long)t->accum, (long long)t->r->max_length, (int)t->r->packing, (int)t->task);
 }
 
-static int64_t next_position(const trainer *t);
-
 static hft_status resume(trainer *t) {
     const hft_recipe *r = t->r;
     const char *want = r->resume_from_checkpoint;
@@ -460,11 +458,11 @@ static hft_status resume(trainer *t) {
             t->scaler.scale = (float)s.scaler_scale;
             t->scaler.growth_tracker = s.scaler_growth_tracker;
         }
-        int64_t positions[4096];
+        int64_t positions[4096], next = hft_sampler_next_position(t->sampler);
         if (t->world > 1 && s.world_size == t->world && t->world <= 4096 &&
-            train_state_rank_positions(state_path, t->world, positions) && positions[t->rank] != next_position(t))
-            st = hft_error(HFT_EINVAL, "%s: rank %d was to read sample %lld next, this run would read %lld",
-                           dir, t->rank, (long long)positions[t->rank], (long long)next_position(t));
+            train_state_rank_positions(state_path, t->world, positions) && positions[t->rank] != next)
+            st = hft_error(HFT_EINVAL, "%s: rank %d was to read sample %lld next, this run would read %lld", dir,
+                           t->rank, (long long)positions[t->rank], (long long)next);
     }
     if (st == HFT_OK) {
         printf("resuming from %s at step %lld (epoch %lld, %lld examples into it)\n", dir,
@@ -789,20 +787,8 @@ static bool track_best(trainer *t, const log_entry *e) {
 
 /* ---------------------------------------------------------------- saving */
 
-/* Where this rank's next slice starts (global sample index), as the sampler will cut it. */
-static int64_t next_position(const trainer *t) {
-    hft_cursor c = t->cursor;
-    int64_t n = hft_dataset_size(t->train), global = t->batch_size * t->world;
-    int64_t left = n - c.offset, mine;
-    if (left >= global || left <= 0)
-        mine = c.epoch * n + (left <= 0 ? n : c.offset) + t->rank * t->batch_size;
-    else /* a partial last batch: slices as the sampler cuts them */
-        mine = c.epoch * n + c.offset + t->rank * (left / t->world) + (t->rank < left % t->world ? t->rank : left % t->world);
-    return mine;
-}
-
 static hft_status gather_rank_positions(trainer *t, int64_t *all) {
-    int64_t mine = next_position(t);
+    int64_t mine = hft_sampler_next_position(t->sampler);
     return hft_dist_allgather(t->dist, &mine, all, sizeof mine, "gathering the ranks' data positions");
 }
 
