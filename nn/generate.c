@@ -29,7 +29,8 @@ static void process(float *s, int64_t V, const int64_t *seen, int64_t n_seen, co
                     int64_t *order) {
     if (o->repetition_penalty != 1.0)
         for (int64_t i = 0; i < n_seen; i++) {
-            float *x = &s[seen[i]]; /* a token seen twice is penalised once: transformers gathers, then scatters */
+            float *x =
+                &s[seen[i]]; /* a token seen twice is penalised once: transformers gathers, then scatters */
             bool done = false;
             for (int64_t j = 0; j < i && !done; j++) done = seen[j] == seen[i];
             if (!done) *x = *x < 0 ? *x * (float)o->repetition_penalty : *x / (float)o->repetition_penalty;
@@ -51,8 +52,10 @@ static void process(float *s, int64_t V, const int64_t *seen, int64_t n_seen, co
         int64_t keep = V;
         for (int64_t r = V - 1; r >= 1; r--) {
             cum += exp((double)s[order[r]] - max) / total;
-            if (cum <= 1.0 - o->top_p) keep = r;
-            else break;
+            if (cum <= 1.0 - o->top_p)
+                keep = r;
+            else
+                break;
         }
         for (int64_t r = keep; r < V; r++) s[order[r]] = -INFINITY;
     }
@@ -100,47 +103,6 @@ static bool is_eos(int64_t t, const hft_generate_options *o) {
     return false;
 }
 
-hft_status hft_generate(hft_ctx *ctx, hft_model *m, const int64_t *prompt, int64_t n, const hft_generate_options *o,
-                        int64_t *out, int64_t *n_out, hft_token_fn on_token, void *user) {
-    *n_out = 0;
-    if (n < 1) return hft_error(HFT_EINVAL, "generate: an empty prompt (give at least one token, e.g. BOS)");
-    if (o->do_sample && !(o->temperature > 0))
-        return hft_error(HFT_EINVAL, "generate: temperature %g; sampling needs a temperature > 0", o->temperature);
-    if (!(o->top_p > 0 && o->top_p <= 1) || o->min_p < 0 || o->min_p > 1 || !(o->repetition_penalty > 0))
-        return hft_error(HFT_EINVAL, "generate: top_p %g, min_p %g, repetition_penalty %g; expected top_p in (0, 1], "
-                         "min_p in [0, 1], repetition_penalty > 0", o->top_p, o->min_p, o->repetition_penalty);
-    hft_kv_cache *cache = NULL;
-    HFT_TRY(hft_kv_cache_new(m, 1, n + (o->max_new_tokens > 0 ? o->max_new_tokens : 0), &cache));
-    int64_t V = m->vocab_size, total = n;
-    float *s = malloc(sizeof *s * (size_t)V);
-    int64_t *order = malloc(sizeof *order * (size_t)V), *seen = malloc(sizeof *seen * (size_t)(n + o->max_new_tokens));
-    hft_status st = s && order && seen ? HFT_OK : hft_error(HFT_ENOMEM, "out of memory");
-    if (st == HFT_OK) memcpy(seen, prompt, sizeof *seen * (size_t)n);
-    const int64_t *next = prompt;
-    int64_t next_n = n;
-    for (int64_t i = 0; i < o->max_new_tokens && st == HFT_OK; i++) {
-        hft_tensor *ids = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, next_n}, next);
-        hft_tensor *logits = ids ? hft_model_decode(ctx, m, cache, ids) : NULL;
-        if (!logits) {
-            st = hft_error(hft_ctx_status(ctx), "generate: %s", hft_ctx_error(ctx));
-            break;
-        }
-        memcpy(s, (const float *)hft_tensor_data(logits) + (next_n - 1) * V, sizeof *s * (size_t)V);
-        hft_ctx_reset(ctx);
-        process(s, V, seen, total, o, order);
-        int64_t t = o->do_sample ? draw(s, V, o->seed, (uint32_t)i) : argmax(s, V);
-        out[(*n_out)++] = t;
-        seen[total++] = t;
-        next = &seen[total - 1];
-        next_n = 1;
-        if (on_token && !on_token(t, user)) break;
-        if (is_eos(t, o)) break;
-    }
-    free(s), free(order), free(seen);
-    hft_kv_cache_free(cache);
-    return st;
-}
-
 /* ---------------------------------------------------------------- perplexity */
 
 hft_status hft_perplexity(hft_ctx *ctx, hft_model *m, const int64_t *ids, int64_t n, int64_t max_length,
@@ -148,7 +110,8 @@ hft_status hft_perplexity(hft_ctx *ctx, hft_model *m, const int64_t *ids, int64_
     *ppl = NAN;
     *tokens = 0;
     if (n < 2 || max_length < 2 || stride < 1)
-        return hft_error(HFT_EINVAL, "perplexity: %lld tokens, max_length %lld, stride %lld; expected at least 2, 2, 1",
+        return hft_error(HFT_EINVAL,
+                         "perplexity: %lld tokens, max_length %lld, stride %lld; expected at least 2, 2, 1",
                          (long long)n, (long long)max_length, (long long)stride);
     int64_t *labels = malloc(sizeof *labels * (size_t)max_length);
     if (!labels) return hft_error(HFT_ENOMEM, "out of memory");
@@ -157,7 +120,8 @@ hft_status hft_perplexity(hft_ctx *ctx, hft_model *m, const int64_t *ids, int64_
     bool prev = hft_set_grad_enabled(ctx, false);
     hft_status st = HFT_OK;
     for (int64_t begin = 0; begin < n && st == HFT_OK; begin += stride) {
-        int64_t end = begin + max_length < n ? begin + max_length : n, len = end - begin, trg = end - prev_end;
+        int64_t end = begin + max_length < n ? begin + max_length : n, len = end - begin,
+                trg = end - prev_end;
         for (int64_t i = 0; i < len; i++) labels[i] = i < len - trg ? -100 : ids[begin + i];
         hft_batch b = {.input_ids = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, len}, ids + begin),
                        .labels = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, len}, labels)};
@@ -167,7 +131,8 @@ hft_status hft_perplexity(hft_ctx *ctx, hft_model *m, const int64_t *ids, int64_
             st = hft_error(hft_ctx_status(ctx), "perplexity: %s", hft_ctx_error(ctx));
             break;
         }
-        /* the guide weights each window's mean loss by its valid labels minus one (its "internal label shift") */
+        /* the guide weights each window's mean loss by its valid labels minus one (its "internal label
+         * shift") */
         double mean = count ? (double)*(float *)hft_tensor_data(sum) / (double)count : 0;
         nll_sum += mean * (double)(trg - 1);
         n_tokens += trg - 1;
@@ -186,14 +151,28 @@ hft_status hft_perplexity(hft_ctx *ctx, hft_model *m, const int64_t *ids, int64_
 
 /* ---------------------------------------------------------------- several prompts at once */
 
-hft_status hft_generate_batch(hft_ctx *ctx, hft_model *m, const int64_t *const *prompts, const int64_t *lengths, int rows,
-                              int64_t pad_id, const hft_generate_options *o, int64_t *out, int64_t *n_out) {
-    int64_t L = 0, K = o->max_new_tokens, V = m->vocab_size;
+/* Rows of prompts left-padded to one length, decoded together with one KV cache (one row is a batch of
+ * one, with no padding); on_token, when given, hears each new token of row 0 and can stop the generation. */
+static hft_status generate_rows(hft_ctx *ctx, hft_model *m, const int64_t *const *prompts,
+                                const int64_t *lengths, int rows, int64_t pad_id,
+                                const hft_generate_options *o, int64_t *out, int64_t *n_out,
+                                hft_token_fn on_token, void *user) {
+    int64_t L = 0, K = o->max_new_tokens > 0 ? o->max_new_tokens : 0, V = m->vocab_size;
     for (int r = 0; r < rows; r++) {
-        if (lengths[r] < 1) return hft_error(HFT_EINVAL, "generate: prompt %d is empty", r);
-        if (lengths[r] > L) L = lengths[r];
         n_out[r] = 0;
+        if (lengths[r] < 1)
+            return hft_error(HFT_EINVAL, "generate: prompt %d is empty (give at least one token, e.g. BOS)",
+                             r);
+        if (lengths[r] > L) L = lengths[r];
     }
+    if (o->do_sample && !(o->temperature > 0))
+        return hft_error(HFT_EINVAL, "generate: temperature %g; sampling needs a temperature > 0",
+                         o->temperature);
+    if (!(o->top_p > 0 && o->top_p <= 1) || o->min_p < 0 || o->min_p > 1 || !(o->repetition_penalty > 0))
+        return hft_error(HFT_EINVAL,
+                         "generate: top_p %g, min_p %g, repetition_penalty %g; expected top_p in (0, 1], "
+                         "min_p in [0, 1], repetition_penalty > 0",
+                         o->top_p, o->min_p, o->repetition_penalty);
     hft_kv_cache *cache = NULL;
     HFT_TRY(hft_kv_cache_new(m, rows, L + K, &cache));
     size_t R = (size_t)rows;
@@ -202,7 +181,9 @@ hft_status hft_generate_batch(hft_ctx *ctx, hft_model *m, const int64_t *const *
             *n_seen = calloc(R, sizeof *n_seen), *order = malloc(sizeof *order * (size_t)V);
     float *s = malloc(sizeof *s * (size_t)V);
     bool *done = calloc(R, sizeof *done);
-    hft_status st = ids && mask && pos && seen && n_seen && order && s && done ? HFT_OK : hft_error(HFT_ENOMEM, "out of memory");
+    hft_status st = ids && mask && pos && seen && n_seen && order && s && done
+                        ? HFT_OK
+                        : hft_error(HFT_ENOMEM, "out of memory");
     for (int r = 0; r < rows && st == HFT_OK; r++) { /* left padding; positions count the real tokens */
         int64_t pad = L - lengths[r], count = 0;
         for (int64_t t = 0; t < L; t++) {
@@ -221,7 +202,8 @@ hft_status hft_generate_batch(hft_ctx *ctx, hft_model *m, const int64_t *const *
         hft_tensor *ps = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){rows, T}, pos);
         if (mk)
             for (int r = 0; r < rows; r++)
-                for (int64_t t = 0; t < len; t++) ((int64_t *)hft_tensor_data(mk))[r * len + t] = mask[r * (L + K) + t];
+                for (int64_t t = 0; t < len; t++)
+                    ((int64_t *)hft_tensor_data(mk))[r * len + t] = mask[r * (L + K) + t];
         hft_tensor *logits = x && mk && ps ? hft_model_decode_masked(ctx, m, cache, x, mk, ps) : NULL;
         if (!logits) {
             st = hft_error(hft_ctx_status(ctx), "generate: %s", hft_ctx_error(ctx));
@@ -229,7 +211,8 @@ hft_status hft_generate_batch(hft_ctx *ctx, hft_model *m, const int64_t *const *
         }
         bool all_done = true;
         for (int r = 0; r < rows; r++) {
-            memcpy(s, (const float *)hft_tensor_data(logits) + ((int64_t)r * T + T - 1) * V, sizeof *s * (size_t)V);
+            memcpy(s, (const float *)hft_tensor_data(logits) + ((int64_t)r * T + T - 1) * V,
+                   sizeof *s * (size_t)V);
             int64_t next = pad_id;
             if (!done[r]) { /* a finished row goes on with padding, as generate's unfinished_sequences */
                 process(s, V, seen + (size_t)r * (size_t)(L + K), n_seen[r], o, order);
@@ -245,9 +228,23 @@ hft_status hft_generate_batch(hft_ctx *ctx, hft_model *m, const int64_t *const *
         }
         hft_ctx_reset(ctx);
         T = 1;
+        if (on_token && !on_token(out[n_out[0] - 1], user))
+            break; /* before the end token stops it, as it hears that too */
         if (all_done) break;
     }
     free(ids), free(mask), free(pos), free(seen), free(n_seen), free(order), free(s), free(done);
     hft_kv_cache_free(cache);
     return st;
+}
+
+hft_status hft_generate(hft_ctx *ctx, hft_model *m, const int64_t *prompt, int64_t n,
+                        const hft_generate_options *o, int64_t *out, int64_t *n_out, hft_token_fn on_token,
+                        void *user) {
+    return generate_rows(ctx, m, &prompt, &n, 1, 0, o, out, n_out, on_token, user);
+}
+
+hft_status hft_generate_batch(hft_ctx *ctx, hft_model *m, const int64_t *const *prompts,
+                              const int64_t *lengths, int rows, int64_t pad_id, const hft_generate_options *o,
+                              int64_t *out, int64_t *n_out) {
+    return generate_rows(ctx, m, prompts, lengths, rows, pad_id, o, out, n_out, NULL, NULL);
 }
