@@ -125,7 +125,8 @@ const void *ag_autocast_weight(hft_ctx *ctx, hft_tensor *view, hft_dtype low, hf
         }
         c = &ctx->cache[ctx->n_cached];
         c->low = hft_tensor_new(cache_dtype(low), w->ndim, w->shape);
-        if (!c->low) return ag_fail(ctx, HFT_ENOMEM, "autocast: out of memory for a copy of %s", w->name), NULL;
+        if (!c->low)
+            return ag_fail(ctx, HFT_ENOMEM, "autocast: out of memory for a copy of %s", w->name), NULL;
         c->param = w;
         c->dtype = low;
         c->version = w->version + 1; /* stale */

@@ -75,7 +75,8 @@ int main(int argc, char **argv) {
                bytes / tr / 1e9, factor * bytes / tr / 1e9);
         printf("  hft comm, %3lld buckets of 25 MiB %7.1f ms  algbw %5.2f GB/s  busbw %5.2f GB/s\n",
                (long long)((N + BUCKET - 1) / BUCKET), 1e3 * to, bytes / to / 1e9, factor * bytes / to / 1e9);
-        printf("  hft / raw time: %.2f (<= 1: the buckets cost nothing; during training they overlap backward)\n",
+        printf("  hft / raw time: %.2f (<= 1: the buckets cost nothing; during training they overlap "
+               "backward)\n",
                to / tr);
     }
     free(buf);

@@ -27,8 +27,18 @@ static double gemm_gflops(int M, int N, int K, bool bf16) {
     float *a = calloc((size_t)M * K, 4), *b = calloc((size_t)N * K, 4), *c = calloc((size_t)M * N, 4);
     uint16_t *b16 = calloc((size_t)N * K, 2);
     gemm_state s = {.k = hft_kernels_for(HFT_CPU),
-                    .g = {.trans_b = true, .m = M, .n = N, .k = K, .alpha = 1, .a = a, .lda = K,
-                          .b = bf16 ? (const void *)b16 : b, .ldb = K, .c = c, .ldc = N, .batch = 1,
+                    .g = {.trans_b = true,
+                          .m = M,
+                          .n = N,
+                          .k = K,
+                          .alpha = 1,
+                          .a = a,
+                          .lda = K,
+                          .b = bf16 ? (const void *)b16 : b,
+                          .ldb = K,
+                          .c = c,
+                          .ldc = N,
+                          .batch = 1,
                           .b_type = bf16 ? HFT_BF16 : HFT_F32}};
     double t = bench_median(run_gemm, &s, 2, 7);
     free(a), free(b), free(c), free(b16);
@@ -54,17 +64,19 @@ int main(void) {
                   : "no bf16 dot product (no AVX512_BF16): autocast's weight cache holds rounded f32 values "
                     "and its GEMMs are sgemm");
     double g32 = gemm_gflops(256, 3072, 768, false), g16 = gemm_gflops(256, 3072, 768, true);
-    printf("  GEMM [256 x 768] x [768 x 3072]ᵀ: f32 %.0f GFLOP/s; with the weight held in bf16 (a LoRA base), "
-           "widened in the GEMM, %.0f GFLOP/s (%.2fx)\n",
-           g32, g16, g16 / g32);
+    printf(
+        "  GEMM [256 x 768] x [768 x 3072]ᵀ: f32 %.0f GFLOP/s; with the weight held in bf16 (a LoRA base), "
+        "widened in the GEMM, %.0f GFLOP/s (%.2fx)\n",
+        g32, g16, g16 / g32);
     int seqs[2] = {64, 256};
     for (int i = 0; i < 2; i++) {
         int B = 4, T = seqs[i], reps = T > 64 ? 3 : 5;
         printf("GPT-2 124M training step, B %d, T %d, AdamW, %d threads\n", B, T, threads);
         double t32 = hft_step(B, T, HFT_F32, reps), t16 = hft_step(B, T, HFT_BF16, reps);
         printf("  hft f32           %7.3f s/step\n", t32);
-        printf("  hft bf16 autocast %7.3f s/step  (%.2fx the f32 step; target >= 1.5x where bf16 is native)\n", t16,
-               t32 / t16);
+        printf(
+            "  hft bf16 autocast %7.3f s/step  (%.2fx the f32 step; target >= 1.5x where bf16 is native)\n",
+            t16, t32 / t16);
         char args[96];
         double peer[2];
         /* Without bf16 hardware PyTorch's bf16 step takes minutes (92.9 s at T 64 eager, measured here): one
@@ -72,7 +84,8 @@ int main(void) {
         const char *all = getenv("HFT_BF16_PEERS");
         bool full = native || (all && strcmp(all, "all") == 0);
         for (int c = 0; c < (full ? 2 : 1); c++) {
-            snprintf(args, sizeof args, "--batch %d --seq %d --reps %d --bf16%s", B, T, full ? reps : 1, c ? " --compile" : "");
+            snprintf(args, sizeof args, "--batch %d --seq %d --reps %d --bf16%s", B, T, full ? reps : 1,
+                     c ? " --compile" : "");
             peer[c] = bench_run_peer("torch_step.py", args, threads);
             if (peer[c] > 0)
                 printf("  PyTorch autocast bf16 %s %7.3f s/step; hft bf16 is %.2fx its speed\n",

@@ -18,12 +18,13 @@ enum { STEPS = 6, GLOBAL_BATCH = 4, SEQ = 64 };
 static double train(const char *launcher, const char *bin, const char *dir, int batch, const char *name) {
     char cmd[2048], log[600];
     snprintf(log, sizeof log, "%s/%s.log", dir, name);
-    snprintf(cmd, sizeof cmd,
-             "%s %s recipes/gpt2_finetune.yaml model.path=%s/model data.train_file=/usr/share/common-licenses "
-             "data.eval_file= eval_strategy=no load_best_model_at_end=false max_steps=%d "
-             "per_device_train_batch_size=%d gradient_accumulation_steps=1 max_length=%d save_steps=100000 "
-             "logging_steps=100000 cache_dir= output_dir=%s/%s > %s 2>&1",
-             launcher, bin, dir, STEPS, batch, SEQ, dir, name, log);
+    snprintf(
+        cmd, sizeof cmd,
+        "%s %s recipes/gpt2_finetune.yaml model.path=%s/model data.train_file=/usr/share/common-licenses "
+        "data.eval_file= eval_strategy=no load_best_model_at_end=false max_steps=%d "
+        "per_device_train_batch_size=%d gradient_accumulation_steps=1 max_length=%d save_steps=100000 "
+        "logging_steps=100000 cache_dir= output_dir=%s/%s > %s 2>&1",
+        launcher, bin, dir, STEPS, batch, SEQ, dir, name, log);
     if (system(cmd) != 0) {
         fprintf(stderr, "bench_dist: hft-train failed; see %s\n", log);
         return -1;
@@ -48,8 +49,8 @@ int main(int argc, char **argv) {
     char dir[] = "/tmp/hft-bench-dist-XXXXXX", cmd[1024];
     if (!bench_gpt2_folder(dir, false, NULL, NULL)) return 1;
     int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    printf("hft-train, GPT-2 small (vocab 2001), %d steps of a global batch of %d x %d tokens, %d cores\n", STEPS,
-           GLOBAL_BATCH, SEQ, cores);
+    printf("hft-train, GPT-2 small (vocab 2001), %d steps of a global batch of %d x %d tokens, %d cores\n",
+           STEPS, GLOBAL_BATCH, SEQ, cores);
     char one[64];
     snprintf(one, sizeof one, "OMP_NUM_THREADS=%d", cores);
     double t1 = train(one, bin, dir, GLOBAL_BATCH, "one");
@@ -60,11 +61,13 @@ int main(int argc, char **argv) {
     double tokens = (double)STEPS * GLOBAL_BATCH * SEQ;
     printf("  1 process,  %d threads, batch %d:       %6.0f tokens/s (%.2f s/step)\n", cores, GLOBAL_BATCH,
            tokens / t1, t1 / STEPS);
-    printf("  2 ranks (mpirun), %d thread%s each, batch %d: %6.0f tokens/s (%.2f s/step)\n", cores / 2 > 0 ? cores / 2 : 1,
-           cores / 2 > 1 ? "s" : "", GLOBAL_BATCH / 2, tokens / t2, t2 / STEPS);
+    printf("  2 ranks (mpirun), %d thread%s each, batch %d: %6.0f tokens/s (%.2f s/step)\n",
+           cores / 2 > 0 ? cores / 2 : 1, cores / 2 > 1 ? "s" : "", GLOBAL_BATCH / 2, tokens / t2,
+           t2 / STEPS);
     printf("  one rank's share alone (%d thread%s, batch %d): %.2f s/step, so the ranks spend %.2f s/step on "
            "communication and contention\n",
-           cores / 2 > 0 ? cores / 2 : 1, cores / 2 > 1 ? "s" : "", GLOBAL_BATCH / 2, th / STEPS, (t2 - th) / STEPS);
+           cores / 2 > 0 ? cores / 2 : 1, cores / 2 > 1 ? "s" : "", GLOBAL_BATCH / 2, th / STEPS,
+           (t2 - th) / STEPS);
     printf("  speed-up from 1 to 2 ranks: %.2fx\n", t1 / t2);
     snprintf(cmd, sizeof cmd, "grep -h 'gradient all-reduce' %s/two.log | sed 's/^/  /'", dir);
     fflush(stdout);

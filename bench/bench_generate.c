@@ -22,7 +22,8 @@ static double decode_rows(hft_model *m, int rows) {
     int64_t n = PROMPT, next[BATCH];
     const int64_t *in = ids;
     for (int step = 0; step < NEW; step++) {
-        hft_tensor *lg = hft_model_decode(ctx, m, c, hft_from_data(ctx, HFT_I64, 2, (int64_t[]){rows, n}, in));
+        hft_tensor *lg =
+            hft_model_decode(ctx, m, c, hft_from_data(ctx, HFT_I64, 2, (int64_t[]){rows, n}, in));
         if (!lg) {
             fprintf(stderr, "bench_generate: %s\n", hft_ctx_error(ctx));
             return -1;
@@ -48,8 +49,8 @@ static double decode_rows(hft_model *m, int rows) {
 int main(void) {
     if (hft_runtime_init() != HFT_OK) return 1;
     hft_model *m = NULL;
-    if (hft_model_from_config("{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\"}", "bench", NULL,
-                              &m) != HFT_OK) {
+    if (hft_model_from_config("{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\"}", "bench",
+                              NULL, &m) != HFT_OK) {
         fprintf(stderr, "bench_generate: %s\n", hft_error_message());
         return 1;
     }
@@ -69,7 +70,8 @@ int main(void) {
     double bw = 2.0 * (double)bytes / best; /* read + write */
     double weights = 0;
     hft_paramset *ps = hft_model_params(m);
-    for (int i = 0; i < hft_paramset_count(ps); i++) weights += (double)hft_tensor_nbytes(hft_paramset_get(ps, i)->value);
+    for (int i = 0; i < hft_paramset_count(ps); i++)
+        weights += (double)hft_tensor_nbytes(hft_paramset_get(ps, i)->value);
     double bound = bw / weights;
     printf("greedy decoding, GPT-2 124M (%.0f MB of f32 weights), prompt %d, %d new tokens, %d threads; copy "
            "bandwidth %.1f GB/s: at most %.1f tokens/s for one stream\n",
@@ -83,7 +85,8 @@ int main(void) {
     char args[96];
     snprintf(args, sizeof args, "--prompt %d --new %d --batch %d", PROMPT, NEW, BATCH);
     if (bench_run_peer_values("hf_generate.py", args, threads, peer, 2) == 2)
-        printf("  transformers generate: 1 stream %.1f tokens/s, batch of %d %.1f tokens/s; hft is %.2fx and %.2fx\n",
+        printf("  transformers generate: 1 stream %.1f tokens/s, batch of %d %.1f tokens/s; hft is %.2fx and "
+               "%.2fx\n",
                peer[0], BATCH, peer[1], tps1 / peer[0], tps8 / peer[1]);
     hft_model_free(m);
     return 0;

@@ -29,7 +29,8 @@ void bench_gpt2_free(bench_gpt2 *g) {
 
 bench_gpt2 *bench_gpt2_new(int batch, int seq, hft_dtype autocast) {
     bench_gpt2 *g = calloc(1, sizeof *g);
-    const char *config = "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\"}"; /* dropout 0.1 */
+    const char *config =
+        "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\"}"; /* dropout 0.1 */
     hft_optim_config oc = hft_optim_defaults(HFT_OPTIM_ADAMW);
     oc.lr = 1e-4;
     if (!g || hft_model_from_config(config, "bench", NULL, &g->model) != HFT_OK ||
@@ -62,8 +63,9 @@ void bench_gpt2_step(void *arg) {
 
 int bench_gpt2_folder(char *dir, bool real, const char **tokenizer, double *weight_mib) {
     struct stat sb;
-    const char *tok = real && stat("tests/fixtures/real/gpt2/vocab.json", &sb) == 0 ? "tests/fixtures/real/gpt2"
-                                                                                 : "tests/fixtures/tokenizers/gpt2_bpe";
+    const char *tok = real && stat("tests/fixtures/real/gpt2/vocab.json", &sb) == 0
+                          ? "tests/fixtures/real/gpt2"
+                          : "tests/fixtures/tokenizers/gpt2_bpe";
     int vocab = strstr(tok, "real") ? 50257 : 2001;
     if (!mkdtemp(dir)) {
         fprintf(stderr, "bench: cannot make %s\n", dir);
@@ -71,7 +73,8 @@ int bench_gpt2_folder(char *dir, bool real, const char **tokenizer, double *weig
     }
     char config[256], path[600], cmd[1400];
     snprintf(config, sizeof config,
-             "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\", \"vocab_size\": %d}", vocab);
+             "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\", \"vocab_size\": %d}",
+             vocab);
     snprintf(path, sizeof path, "%s/model", dir);
     hft_model *m = NULL;
     if (hft_model_from_config(config, "bench", NULL, &m) != HFT_OK || hft_model_save(m, path) != HFT_OK) {

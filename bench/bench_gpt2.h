@@ -1,5 +1,6 @@
 /* A GPT-2 124M training step for the benchmarks (random weights of the real shape, ids spread over the
- * vocabulary): forward, backward, clipping at 1.0 and an AdamW step, under an autocast dtype (HFT_F32: off). */
+ * vocabulary): forward, backward, clipping at 1.0 and an AdamW step, under an autocast dtype (HFT_F32: off).
+ */
 #ifndef HFT_BENCH_GPT2_H
 #define HFT_BENCH_GPT2_H
 

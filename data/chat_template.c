@@ -2,10 +2,10 @@
  * transformers renders them (jinja2 with trim_blocks and lstrip_blocks). Statements: if/elif/else, for (with
  * loop.index, index0, first, last, length, revindex), set (also ns.attr on a namespace). Expressions: string,
  * number, boolean and none literals, lists, names, .attr and [key] access, slices, calls of
- * raise_exception, namespace, strftime_now and string methods, filters (trim, length, tojson, upper, lower, first, last,
- * string, default), tests (defined, none, string, number), and the operators of arithmetic, comparison,
- * `in`, `~`, and/or/not and `x if c else y`. Values are cJSON nodes. A construct outside the subset fails
- * with its position. */
+ * raise_exception, namespace, strftime_now and string methods, filters (trim, length, tojson, upper, lower,
+ * first, last, string, default), tests (defined, none, string, number), and the operators of arithmetic,
+ * comparison, `in`, `~`, and/or/not and `x if c else y`. Values are cJSON nodes. A construct outside the
+ * subset fails with its position. */
 #include "data/data.h"
 
 #include <ctype.h>
@@ -20,30 +20,42 @@
 /* ---------------------------------------------------------------- the parsed template */
 
 typedef enum expr_kind {
-    E_LIT, E_NAME, E_ATTR, E_ITEM, E_SLICE, E_CALL, E_FILTER, E_TEST, E_BIN, E_NOT, E_NEG, E_COND, E_LIST,
+    E_LIT,
+    E_NAME,
+    E_ATTR,
+    E_ITEM,
+    E_SLICE,
+    E_CALL,
+    E_FILTER,
+    E_TEST,
+    E_BIN,
+    E_NOT,
+    E_NEG,
+    E_COND,
+    E_LIST,
 } expr_kind;
 
 typedef struct expr {
     expr_kind kind;
-    cJSON *lit;        /* E_LIT */
-    char *name;        /* E_NAME, E_ATTR, E_FILTER, E_TEST; E_BIN: the operator */
+    cJSON *lit;             /* E_LIT */
+    char *name;             /* E_NAME, E_ATTR, E_FILTER, E_TEST; E_BIN: the operator */
     struct expr *a, *b, *c; /* operands; E_SLICE: object, start, stop; E_COND: then, cond, else */
-    struct expr **args; /* E_CALL, E_FILTER, E_LIST */
-    char **kw;          /* keyword names of args (namespace(a=1)), NULL for positional */
+    struct expr **args;     /* E_CALL, E_FILTER, E_LIST */
+    char **kw;              /* keyword names of args (namespace(a=1)), NULL for positional */
     int n_args;
-    bool negated;       /* E_TEST: is not */
-    long pos;           /* where it starts in the source, for messages */
+    bool negated; /* E_TEST: is not */
+    long pos;     /* where it starts in the source, for messages */
 } expr;
 
 typedef enum node_kind { N_TEXT, N_OUT, N_IF, N_FOR, N_SET } node_kind;
 
 typedef struct node {
     node_kind kind;
-    char *text;               /* N_TEXT */
-    expr *e;                  /* N_OUT, N_SET value, N_FOR iterable */
-    char *var, *attr;         /* N_FOR loop variable; N_SET target (var, or var.attr) */
-    expr **conds;             /* N_IF: conditions of if and elifs */
-    struct node ***bodies;    /* N_IF: a body per condition, then the else body; N_FOR: [0] body */
+    char *text;            /* N_TEXT */
+    expr *e;               /* N_OUT, N_SET value, N_FOR iterable */
+    char *var, *attr;      /* N_FOR loop variable; N_SET target (var, or var.attr) */
+    expr **conds;          /* N_IF: conditions of if and elifs */
+    struct node ***bodies; /* N_IF: a body per condition, then the else body; N_FOR: [0] body */
     int *body_len, n_conds;
 } node;
 
@@ -56,7 +68,17 @@ struct hft_chat_template {
 
 /* ---------------------------------------------------------------- lexing */
 
-typedef enum tok_kind { T_TEXT, T_OUT_OPEN, T_STMT_OPEN, T_CLOSE, T_NAME, T_STR, T_NUM, T_OP, T_END } tok_kind;
+typedef enum tok_kind {
+    T_TEXT,
+    T_OUT_OPEN,
+    T_STMT_OPEN,
+    T_CLOSE,
+    T_NAME,
+    T_STR,
+    T_NUM,
+    T_OP,
+    T_END
+} tok_kind;
 
 typedef struct tok {
     tok_kind kind;
@@ -106,8 +128,10 @@ static bool lex(lexer *L) {
                 break;
             }
         long end = j; /* text [start, end) */
-        if (newline_after_block && start < end && s[start] == '\n') start++; /* trim_blocks */
-        else if (newline_after_block && start + 1 < end && s[start] == '\r' && s[start + 1] == '\n') start += 2;
+        if (newline_after_block && start < end && s[start] == '\n')
+            start++; /* trim_blocks */
+        else if (newline_after_block && start + 1 < end && s[start] == '\r' && s[start + 1] == '\n')
+            start += 2;
         if (trim_next)
             while (start < end && isspace((unsigned char)s[start])) start++;
         bool minus = open && j + 2 < n && s[j + 2] == '-';
@@ -118,7 +142,8 @@ static bool lex(lexer *L) {
             while (k > start && (s[k - 1] == ' ' || s[k - 1] == '\t')) k--;
             if (k == start ? (start == 0 || s[start - 1] == '\n') : s[k - 1] == '\n') end = k;
         }
-        if (end > start && !push(L, (tok){T_TEXT, strndup(s + start, (size_t)(end - start)), 0, start})) return false;
+        if (end > start && !push(L, (tok){T_TEXT, strndup(s + start, (size_t)(end - start)), 0, start}))
+            return false;
         if (!open) break;
         char kind = open[1];
         i = j + 2 + (minus ? 1 : 0);
@@ -135,7 +160,8 @@ static bool lex(lexer *L) {
         for (;;) {
             while (i < n && isspace((unsigned char)s[i])) i++;
             if (i >= n) return fail_at(L, j, kind == '{' ? "'{{' is not closed" : "'{%' is not closed");
-            if ((s[i] == '-' && i + 2 < n && strncmp(s + i + 1, close, 2) == 0) || strncmp(s + i, close, 2) == 0) {
+            if ((s[i] == '-' && i + 2 < n && strncmp(s + i + 1, close, 2) == 0) ||
+                strncmp(s + i, close, 2) == 0) {
                 trim_next = s[i] == '-';
                 i += trim_next ? 3 : 2;
                 newline_after_block = kind == '%';
@@ -169,8 +195,9 @@ static bool lex(lexer *L) {
                 buf[k] = '\0';
                 if (!push(L, (tok){T_STR, buf, 0, p})) return false;
             } else {
-                static const char *ops[] = {"==", "!=", "<=", ">=", "//", "**", "(", ")", "[", "]", "{", "}", ".",
-                                            ",", ":", "|", "+", "-", "*", "/", "%", "~", "<", ">", "=", NULL};
+                static const char *ops[] = {"==", "!=", "<=", ">=", "//", "**", "(", ")", "[",
+                                            "]",  "{",  "}",  ".",  ",",  ":",  "|", "+", "-",
+                                            "*",  "/",  "%",  "~",  "<",  ">",  "=", NULL};
                 int o = 0;
                 while (ops[o] && strncmp(s + i, ops[o], strlen(ops[o])) != 0) o++;
                 if (!ops[o]) return fail_at(L, i, "an unexpected character");
@@ -228,7 +255,8 @@ static expr *parse_expr(parser *P);
 static bool parse_args(parser *P, expr *e, const char *close) {
     while (!is_op(P, close)) {
         char *kw = NULL;
-        if (peek(P)->kind == T_NAME && P->L->toks[P->at + 1].kind == T_OP && strcmp(P->L->toks[P->at + 1].s, "=") == 0) {
+        if (peek(P)->kind == T_NAME && P->L->toks[P->at + 1].kind == T_OP &&
+            strcmp(P->L->toks[P->at + 1].s, "=") == 0) {
             kw = strdup(peek(P)->s);
             P->at += 2;
         }
@@ -258,10 +286,14 @@ static expr *parse_primary(parser *P) {
     } else if (t->kind == T_NAME) {
         P->at++;
         e = new_expr(P, E_LIT);
-        if (strcmp(t->s, "true") == 0 || strcmp(t->s, "True") == 0) e->lit = cJSON_CreateTrue();
-        else if (strcmp(t->s, "false") == 0 || strcmp(t->s, "False") == 0) e->lit = cJSON_CreateFalse();
-        else if (strcmp(t->s, "none") == 0 || strcmp(t->s, "None") == 0) e->lit = cJSON_CreateNull();
-        else e->kind = E_NAME, e->name = strdup(t->s);
+        if (strcmp(t->s, "true") == 0 || strcmp(t->s, "True") == 0)
+            e->lit = cJSON_CreateTrue();
+        else if (strcmp(t->s, "false") == 0 || strcmp(t->s, "False") == 0)
+            e->lit = cJSON_CreateFalse();
+        else if (strcmp(t->s, "none") == 0 || strcmp(t->s, "None") == 0)
+            e->lit = cJSON_CreateNull();
+        else
+            e->kind = E_NAME, e->name = strdup(t->s);
     } else if (is_op(P, "(")) {
         P->at++;
         e = parse_expr(P);
@@ -277,7 +309,8 @@ static expr *parse_primary(parser *P) {
     for (;;) { /* postfix: .attr, [key], [a:b], (args) */
         if (is_op(P, ".")) {
             P->at++;
-            if (peek(P)->kind != T_NAME) return fail_at(P->L, peek(P)->pos, "expected a name after '.'"), free_expr(e), NULL;
+            if (peek(P)->kind != T_NAME)
+                return fail_at(P->L, peek(P)->pos, "expected a name after '.'"), free_expr(e), NULL;
             expr *x = new_expr(P, E_ATTR);
             x->a = e, x->name = strdup(peek(P)->s);
             P->at++;
@@ -312,7 +345,8 @@ static expr *parse_filtered(parser *P) {
     expr *e = parse_primary(P);
     while (e && is_op(P, "|")) {
         P->at++;
-        if (peek(P)->kind != T_NAME) return fail_at(P->L, peek(P)->pos, "expected a filter name"), free_expr(e), NULL;
+        if (peek(P)->kind != T_NAME)
+            return fail_at(P->L, peek(P)->pos, "expected a filter name"), free_expr(e), NULL;
         expr *f = new_expr(P, E_FILTER);
         f->a = e, f->name = strdup(peek(P)->s);
         P->at++;
@@ -373,17 +407,20 @@ static expr *parse_cmp(parser *P) {
         if (!e) return NULL;
         const char *op = NULL;
         long pos = peek(P)->pos;
-        if (is_op(P, "==") || is_op(P, "!=") || is_op(P, "<") || is_op(P, ">") || is_op(P, "<=") || is_op(P, ">="))
+        if (is_op(P, "==") || is_op(P, "!=") || is_op(P, "<") || is_op(P, ">") || is_op(P, "<=") ||
+            is_op(P, ">="))
             op = peek(P)->s, P->at++;
         else if (is_name(P, "in"))
             op = "in", P->at++;
-        else if (is_name(P, "not") && P->L->toks[P->at + 1].kind == T_NAME && strcmp(P->L->toks[P->at + 1].s, "in") == 0)
+        else if (is_name(P, "not") && P->L->toks[P->at + 1].kind == T_NAME &&
+                 strcmp(P->L->toks[P->at + 1].s, "in") == 0)
             op = "not in", P->at += 2;
         else if (is_name(P, "is")) {
             P->at++;
             expr *t = new_expr(P, E_TEST);
             if (is_name(P, "not")) t->negated = true, P->at++;
-            if (peek(P)->kind != T_NAME) return fail_at(P->L, peek(P)->pos, "expected a test name"), free_expr(t), free_expr(e), NULL;
+            if (peek(P)->kind != T_NAME)
+                return fail_at(P->L, peek(P)->pos, "expected a test name"), free_expr(t), free_expr(e), NULL;
             t->name = strdup(peek(P)->s);
             P->at++;
             t->a = e;
@@ -476,7 +513,9 @@ static bool parse_body(parser *P, const char *const *stops, node ***out, int *n_
         tok *t = peek(P);
         node *d = NULL;
         if (t->kind == T_END) {
-            if (stops) return free_nodes(nodes, n), fail_at(P->L, t->pos, "a block is not closed (endif or endfor missing)");
+            if (stops)
+                return free_nodes(nodes, n),
+                       fail_at(P->L, t->pos, "a block is not closed (endif or endfor missing)");
             break;
         }
         if (t->kind == T_TEXT) {
@@ -496,7 +535,8 @@ static bool parse_body(parser *P, const char *const *stops, node ***out, int *n_
             P->at++;
         } else if (t->kind == T_STMT_OPEN) {
             tok *kw = &P->L->toks[P->at + 1];
-            if (kw->kind != T_NAME) return free_nodes(nodes, n), fail_at(P->L, kw->pos, "expected a statement");
+            if (kw->kind != T_NAME)
+                return free_nodes(nodes, n), fail_at(P->L, kw->pos, "expected a statement");
             for (int s = 0; stops && stops[s]; s++)
                 if (strcmp(kw->s, stops[s]) == 0) {
                     *stopped = stops[s];
@@ -533,51 +573,71 @@ static bool parse_body(parser *P, const char *const *stops, node ***out, int *n_
                     if (strcmp(stop, "elif") == 0) continue;
                     if (strcmp(stop, "else") == 0) {
                         static const char *const else_stops[] = {"endif", NULL};
-                        if (peek(P)->kind != T_CLOSE) return fail_at(P->L, peek(P)->pos, "expected '%}'"), free_node(d), free_nodes(nodes, n), false;
+                        if (peek(P)->kind != T_CLOSE)
+                            return fail_at(P->L, peek(P)->pos, "expected '%}'"), free_node(d),
+                                   free_nodes(nodes, n), false;
                         P->at++;
-                        if (!parse_body(P, else_stops, &d->bodies[d->n_conds], &d->body_len[d->n_conds], &stop))
+                        if (!parse_body(P, else_stops, &d->bodies[d->n_conds], &d->body_len[d->n_conds],
+                                        &stop))
                             return free_node(d), free_nodes(nodes, n), false;
                     }
-                    if (peek(P)->kind != T_CLOSE) return fail_at(P->L, peek(P)->pos, "expected '%}'"), free_node(d), free_nodes(nodes, n), false;
+                    if (peek(P)->kind != T_CLOSE)
+                        return fail_at(P->L, peek(P)->pos, "expected '%}'"), free_node(d),
+                               free_nodes(nodes, n), false;
                     P->at++;
                     break;
                 }
             } else if (strcmp(kw->s, "for") == 0) {
                 d->kind = N_FOR;
-                if (peek(P)->kind != T_NAME) return fail_at(P->L, peek(P)->pos, "expected a loop variable"), free_node(d), free_nodes(nodes, n), false;
+                if (peek(P)->kind != T_NAME)
+                    return fail_at(P->L, peek(P)->pos, "expected a loop variable"), free_node(d),
+                           free_nodes(nodes, n), false;
                 d->var = strdup(peek(P)->s);
                 P->at++;
-                if (!is_name(P, "in")) return fail_at(P->L, peek(P)->pos, "expected 'in'"), free_node(d), free_nodes(nodes, n), false;
+                if (!is_name(P, "in"))
+                    return fail_at(P->L, peek(P)->pos, "expected 'in'"), free_node(d), free_nodes(nodes, n),
+                           false;
                 P->at++;
                 d->e = parse_expr(P);
                 if (!d->e || peek(P)->kind != T_CLOSE)
-                    return (d->e ? fail_at(P->L, peek(P)->pos, "expected '%}' (loop filters and recursion are not supported)") : false),
+                    return (d->e ? fail_at(P->L, peek(P)->pos,
+                                           "expected '%}' (loop filters and recursion are not supported)")
+                                 : false),
                            free_node(d), free_nodes(nodes, n), false;
                 P->at++;
                 d->bodies = calloc(1, sizeof *d->bodies);
                 d->body_len = calloc(1, sizeof *d->body_len);
                 const char *stop;
                 static const char *const for_stops[] = {"endfor", "else", NULL};
-                if (!parse_body(P, for_stops, &d->bodies[0], &d->body_len[0], &stop)) return free_node(d), free_nodes(nodes, n), false;
+                if (!parse_body(P, for_stops, &d->bodies[0], &d->body_len[0], &stop))
+                    return free_node(d), free_nodes(nodes, n), false;
                 if (strcmp(stop, "else") == 0)
-                    return fail_at(P->L, peek(P)->pos, "'for ... else' is not supported"), free_node(d), free_nodes(nodes, n), false;
-                if (peek(P)->kind != T_CLOSE) return fail_at(P->L, peek(P)->pos, "expected '%}'"), free_node(d), free_nodes(nodes, n), false;
+                    return fail_at(P->L, peek(P)->pos, "'for ... else' is not supported"), free_node(d),
+                           free_nodes(nodes, n), false;
+                if (peek(P)->kind != T_CLOSE)
+                    return fail_at(P->L, peek(P)->pos, "expected '%}'"), free_node(d), free_nodes(nodes, n),
+                           false;
                 P->at++;
             } else if (strcmp(kw->s, "set") == 0) {
                 d->kind = N_SET;
-                if (peek(P)->kind != T_NAME) return fail_at(P->L, peek(P)->pos, "expected a name to set"), free_node(d), free_nodes(nodes, n), false;
+                if (peek(P)->kind != T_NAME)
+                    return fail_at(P->L, peek(P)->pos, "expected a name to set"), free_node(d),
+                           free_nodes(nodes, n), false;
                 d->var = strdup(peek(P)->s);
                 P->at++;
                 if (is_op(P, ".")) {
                     P->at++;
-                    if (peek(P)->kind != T_NAME) return fail_at(P->L, peek(P)->pos, "expected an attribute"), free_node(d), free_nodes(nodes, n), false;
+                    if (peek(P)->kind != T_NAME)
+                        return fail_at(P->L, peek(P)->pos, "expected an attribute"), free_node(d),
+                               free_nodes(nodes, n), false;
                     d->attr = strdup(peek(P)->s);
                     P->at++;
                 }
                 if (!expect_op(P, "=")) return free_node(d), free_nodes(nodes, n), false;
                 d->e = parse_expr(P);
                 if (!d->e || peek(P)->kind != T_CLOSE)
-                    return (d->e ? fail_at(P->L, peek(P)->pos, "expected '%}'") : false), free_node(d), free_nodes(nodes, n), false;
+                    return (d->e ? fail_at(P->L, peek(P)->pos, "expected '%}'") : false), free_node(d),
+                           free_nodes(nodes, n), false;
                 P->at++;
             } else {
                 char m[128];
@@ -656,7 +716,8 @@ static void emit(render *R, const char *s, size_t n) {
 static bool rfail(render *R, const char *what, const char *a) {
     if (!R->err[0]) {
         int line = 1, col = 1;
-        for (long i = 0; i < R->pos && R->src && R->src[i]; i++) col = R->src[i] == '\n' ? (line++, 1) : col + 1;
+        for (long i = 0; i < R->pos && R->src && R->src[i]; i++)
+            col = R->src[i] == '\n' ? (line++, 1) : col + 1;
         const char *at = strstr(what, "%s");
         snprintf(R->err, sizeof R->err, "%s: line %d, column %d: %.*s%s%s", R->name, line, col,
                  at ? (int)(at - what) : (int)strlen(what), what, at ? a : "", at ? at + 2 : "");
@@ -716,14 +777,17 @@ static char *strip_chars(const char *s, bool left, bool right) {
 
 static cJSON *apply_filter(render *R, scope *S, const expr *e, cJSON *v) {
     const char *f = e->name;
-    if (strcmp(f, "trim") == 0) return str_value(strip_chars(cJSON_IsString(v) ? v->valuestring : "", true, true));
+    if (strcmp(f, "trim") == 0)
+        return str_value(strip_chars(cJSON_IsString(v) ? v->valuestring : "", true, true));
     if (strcmp(f, "length") == 0 || strcmp(f, "count") == 0)
-        return cJSON_CreateNumber(cJSON_IsString(v) ? (double)strlen(v->valuestring) : (double)cJSON_GetArraySize(v));
+        return cJSON_CreateNumber(cJSON_IsString(v) ? (double)strlen(v->valuestring)
+                                                    : (double)cJSON_GetArraySize(v));
     if (strcmp(f, "tojson") == 0) return str_value(cJSON_PrintUnformatted(v));
     if (strcmp(f, "string") == 0) return str_value(to_string(v));
     if (strcmp(f, "upper") == 0 || strcmp(f, "lower") == 0) {
         char *s = to_string(v);
-        for (char *c = s; *c; c++) *c = (char)(f[0] == 'u' ? toupper((unsigned char)*c) : tolower((unsigned char)*c));
+        for (char *c = s; *c; c++)
+            *c = (char)(f[0] == 'u' ? toupper((unsigned char)*c) : tolower((unsigned char)*c));
         return str_value(s);
     }
     if (strcmp(f, "first") == 0 || strcmp(f, "last") == 0) {
@@ -750,20 +814,27 @@ static cJSON *call_method(render *R, scope *S, const expr *call, const cJSON *ob
     cJSON *r = NULL;
     if (cJSON_IsString(obj)) {
         const char *s = obj->valuestring;
-        if (strcmp(m, "strip") == 0) r = str_value(strip_chars(s, true, true));
-        else if (strcmp(m, "lstrip") == 0) r = str_value(strip_chars(s, true, false));
-        else if (strcmp(m, "rstrip") == 0) r = str_value(strip_chars(s, false, true));
+        if (strcmp(m, "strip") == 0)
+            r = str_value(strip_chars(s, true, true));
+        else if (strcmp(m, "lstrip") == 0)
+            r = str_value(strip_chars(s, true, false));
+        else if (strcmp(m, "rstrip") == 0)
+            r = str_value(strip_chars(s, false, true));
         else if (strcmp(m, "upper") == 0 || strcmp(m, "lower") == 0 || strcmp(m, "title") == 0) {
             char *c = strdup(s);
             bool start = true;
             for (char *p = c; *p; p++) {
-                if (m[0] == 'u') *p = (char)toupper((unsigned char)*p);
-                else if (m[0] == 'l') *p = (char)tolower((unsigned char)*p);
-                else *p = (char)(start ? toupper((unsigned char)*p) : tolower((unsigned char)*p));
+                if (m[0] == 'u')
+                    *p = (char)toupper((unsigned char)*p);
+                else if (m[0] == 'l')
+                    *p = (char)tolower((unsigned char)*p);
+                else
+                    *p = (char)(start ? toupper((unsigned char)*p) : tolower((unsigned char)*p));
                 start = !isalpha((unsigned char)*p);
             }
             r = str_value(c);
-        } else if ((strcmp(m, "startswith") == 0 || strcmp(m, "endswith") == 0) && n == 1 && cJSON_IsString(args[0])) {
+        } else if ((strcmp(m, "startswith") == 0 || strcmp(m, "endswith") == 0) && n == 1 &&
+                   cJSON_IsString(args[0])) {
             size_t ls = strlen(s), lp = strlen(args[0]->valuestring);
             bool ok = lp <= ls && strncmp(m[0] == 's' ? s : s + ls - lp, args[0]->valuestring, lp) == 0;
             r = cJSON_CreateBool(ok);
@@ -792,7 +863,8 @@ static double num(const cJSON *v) {
 }
 
 static bool equal(const cJSON *a, const cJSON *b) {
-    if ((cJSON_IsNumber(a) || cJSON_IsBool(a)) && (cJSON_IsNumber(b) || cJSON_IsBool(b))) return num(a) == num(b);
+    if ((cJSON_IsNumber(a) || cJSON_IsBool(a)) && (cJSON_IsNumber(b) || cJSON_IsBool(b)))
+        return num(a) == num(b);
     return cJSON_Compare(a, b, true);
 }
 
@@ -822,10 +894,12 @@ static cJSON *eval_bin(render *R, scope *S, const expr *e) {
         r = cJSON_CreateBool(equal(a, b) == (op[0] == '='));
     } else if (strcmp(op, "in") == 0 || strcmp(op, "not in") == 0) {
         bool found = false;
-        if (cJSON_IsString(b) && cJSON_IsString(a)) found = strstr(b->valuestring, a->valuestring) != NULL;
+        if (cJSON_IsString(b) && cJSON_IsString(a))
+            found = strstr(b->valuestring, a->valuestring) != NULL;
         else if (cJSON_IsArray(b))
             for (cJSON *c = b->child; c && !found; c = c->next) found = equal(a, c);
-        else if (cJSON_IsObject(b) && cJSON_IsString(a)) found = cJSON_GetObjectItemCaseSensitive(b, a->valuestring) != NULL;
+        else if (cJSON_IsObject(b) && cJSON_IsString(a))
+            found = cJSON_GetObjectItemCaseSensitive(b, a->valuestring) != NULL;
         r = cJSON_CreateBool(found == (op[0] == 'i'));
     } else if (cJSON_IsString(a) && cJSON_IsString(b) && op[0] == '<') {
         int c = strcmp(a->valuestring, b->valuestring);
@@ -835,16 +909,26 @@ static cJSON *eval_bin(render *R, scope *S, const expr *e) {
         r = cJSON_CreateBool(op[1] == '=' ? c >= 0 : c > 0);
     } else if ((cJSON_IsNumber(a) || cJSON_IsBool(a)) && (cJSON_IsNumber(b) || cJSON_IsBool(b))) {
         double x = num(a), y = num(b);
-        if (strcmp(op, "<") == 0) r = cJSON_CreateBool(x < y);
-        else if (strcmp(op, ">") == 0) r = cJSON_CreateBool(x > y);
-        else if (strcmp(op, "<=") == 0) r = cJSON_CreateBool(x <= y);
-        else if (strcmp(op, ">=") == 0) r = cJSON_CreateBool(x >= y);
-        else if (strcmp(op, "+") == 0) r = cJSON_CreateNumber(x + y);
-        else if (strcmp(op, "-") == 0) r = cJSON_CreateNumber(x - y);
-        else if (strcmp(op, "*") == 0) r = cJSON_CreateNumber(x * y);
-        else if (strcmp(op, "/") == 0) r = cJSON_CreateNumber(x / y);
-        else if (strcmp(op, "//") == 0) r = cJSON_CreateNumber(floor(x / y));
-        else if (strcmp(op, "%") == 0) r = cJSON_CreateNumber(x - y * floor(x / y));
+        if (strcmp(op, "<") == 0)
+            r = cJSON_CreateBool(x < y);
+        else if (strcmp(op, ">") == 0)
+            r = cJSON_CreateBool(x > y);
+        else if (strcmp(op, "<=") == 0)
+            r = cJSON_CreateBool(x <= y);
+        else if (strcmp(op, ">=") == 0)
+            r = cJSON_CreateBool(x >= y);
+        else if (strcmp(op, "+") == 0)
+            r = cJSON_CreateNumber(x + y);
+        else if (strcmp(op, "-") == 0)
+            r = cJSON_CreateNumber(x - y);
+        else if (strcmp(op, "*") == 0)
+            r = cJSON_CreateNumber(x * y);
+        else if (strcmp(op, "/") == 0)
+            r = cJSON_CreateNumber(x / y);
+        else if (strcmp(op, "//") == 0)
+            r = cJSON_CreateNumber(floor(x / y));
+        else if (strcmp(op, "%") == 0)
+            r = cJSON_CreateNumber(x - y * floor(x / y));
     } else if (strcmp(op, "*") == 0 && cJSON_IsString(a) && cJSON_IsNumber(b)) {
         size_t l = strlen(a->valuestring);
         int k = b->valuedouble > 0 ? (int)b->valuedouble : 0;
@@ -870,9 +954,11 @@ static cJSON *eval(render *R, scope *S, const expr *e) {
     }
     case E_ATTR:
     case E_ITEM: {
-        cJSON *o = eval(R, S, e->a), *k = e->kind == E_ITEM ? eval(R, S, e->b) : cJSON_CreateString(e->name), *r = NULL;
+        cJSON *o = eval(R, S, e->a), *k = e->kind == E_ITEM ? eval(R, S, e->b) : cJSON_CreateString(e->name),
+              *r = NULL;
         if (o && k) {
-            if (cJSON_IsObject(o) && cJSON_IsString(k)) r = cJSON_GetObjectItemCaseSensitive(o, k->valuestring);
+            if (cJSON_IsObject(o) && cJSON_IsString(k))
+                r = cJSON_GetObjectItemCaseSensitive(o, k->valuestring);
             else if (cJSON_IsArray(o) && cJSON_IsNumber(k)) {
                 int n = cJSON_GetArraySize(o), i = (int)k->valuedouble;
                 r = cJSON_GetArrayItem(o, i < 0 ? n + i : i);
@@ -889,7 +975,8 @@ static cJSON *eval(render *R, scope *S, const expr *e) {
         return r;
     }
     case E_SLICE: {
-        cJSON *o = eval(R, S, e->a), *lo = e->b ? eval(R, S, e->b) : NULL, *hi = e->c ? eval(R, S, e->c) : NULL, *r = NULL;
+        cJSON *o = eval(R, S, e->a), *lo = e->b ? eval(R, S, e->b) : NULL,
+              *hi = e->c ? eval(R, S, e->c) : NULL, *r = NULL;
         if (o) {
             bool str = cJSON_IsString(o);
             int n = str ? (int)strlen(o->valuestring) : cJSON_GetArraySize(o);
@@ -902,7 +989,8 @@ static cJSON *eval(render *R, scope *S, const expr *e) {
                 r = str_value(strndup(o->valuestring + a, (size_t)(b - a)));
             } else {
                 r = cJSON_CreateArray();
-                for (int i = a; i < b; i++) cJSON_AddItemToArray(r, cJSON_Duplicate(cJSON_GetArrayItem(o, i), true));
+                for (int i = a; i < b; i++)
+                    cJSON_AddItemToArray(r, cJSON_Duplicate(cJSON_GetArrayItem(o, i), true));
             }
         }
         cJSON_Delete(o), cJSON_Delete(lo), cJSON_Delete(hi);
@@ -923,7 +1011,8 @@ static cJSON *eval(render *R, scope *S, const expr *e) {
             time_t now = time(NULL);
             struct tm tm;
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral" /* the template's own format, as transformers passes it */
+#pragma GCC diagnostic ignored                                                                               \
+    "-Wformat-nonliteral" /* the template's own format, as transformers passes it */
             if (cJSON_IsString(f) && localtime_r(&now, &tm)) strftime(buf, sizeof buf, f->valuestring, &tm);
 #pragma GCC diagnostic pop
             cJSON_Delete(f);
@@ -971,13 +1060,20 @@ static cJSON *eval(render *R, scope *S, const expr *e) {
         } else {
             cJSON *v = eval(R, S, e->a);
             if (!v) return NULL;
-            if (strcmp(e->name, "none") == 0) r = cJSON_IsNull(v);
-            else if (strcmp(e->name, "string") == 0) r = cJSON_IsString(v);
-            else if (strcmp(e->name, "number") == 0) r = cJSON_IsNumber(v);
-            else if (strcmp(e->name, "mapping") == 0) r = cJSON_IsObject(v);
-            else if (strcmp(e->name, "sequence") == 0 || strcmp(e->name, "iterable") == 0) r = cJSON_IsArray(v) || cJSON_IsString(v);
-            else if (strcmp(e->name, "true") == 0) r = cJSON_IsTrue(v);
-            else if (strcmp(e->name, "false") == 0) r = cJSON_IsFalse(v);
+            if (strcmp(e->name, "none") == 0)
+                r = cJSON_IsNull(v);
+            else if (strcmp(e->name, "string") == 0)
+                r = cJSON_IsString(v);
+            else if (strcmp(e->name, "number") == 0)
+                r = cJSON_IsNumber(v);
+            else if (strcmp(e->name, "mapping") == 0)
+                r = cJSON_IsObject(v);
+            else if (strcmp(e->name, "sequence") == 0 || strcmp(e->name, "iterable") == 0)
+                r = cJSON_IsArray(v) || cJSON_IsString(v);
+            else if (strcmp(e->name, "true") == 0)
+                r = cJSON_IsTrue(v);
+            else if (strcmp(e->name, "false") == 0)
+                r = cJSON_IsFalse(v);
             else {
                 cJSON_Delete(v);
                 rfail(R, "the test '%s' is not supported", e->name);
@@ -1063,7 +1159,8 @@ static bool run(render *R, scope *S, node **nodes, int n) {
             if (!seq) return false;
             if (cJSON_IsObject(seq)) { /* iterating a dict gives its keys */
                 cJSON *keys = cJSON_CreateArray();
-                for (cJSON *c = seq->child; c; c = c->next) cJSON_AddItemToArray(keys, cJSON_CreateString(c->string));
+                for (cJSON *c = seq->child; c; c = c->next)
+                    cJSON_AddItemToArray(keys, cJSON_CreateString(c->string));
                 cJSON_Delete(seq);
                 seq = keys;
             }
@@ -1108,13 +1205,15 @@ static bool run(render *R, scope *S, node **nodes, int n) {
     return !R->err[0];
 }
 
-hft_status hft_chat_template_render(const hft_chat_template *t, const char *messages_json, const char *bos_token,
-                                    const char *eos_token, bool add_generation_prompt, char **out) {
+hft_status hft_chat_template_render(const hft_chat_template *t, const char *messages_json,
+                                    const char *bos_token, const char *eos_token, bool add_generation_prompt,
+                                    char **out) {
     *out = NULL;
     cJSON *messages = cJSON_Parse(messages_json);
     if (!cJSON_IsArray(messages)) {
         cJSON_Delete(messages);
-        return hft_error(HFT_EINVAL, "%s: messages must be a JSON array of {\"role\", \"content\"} objects", t->name);
+        return hft_error(HFT_EINVAL, "%s: messages must be a JSON array of {\"role\", \"content\"} objects",
+                         t->name);
     }
     scope S = {cJSON_CreateObject(), NULL};
     cJSON_AddItemToObject(S.vars, "messages", messages);

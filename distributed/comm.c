@@ -35,11 +35,16 @@ typedef struct mpi_comm {
 
 static MPI_Datatype mpi_type(hft_dtype dtype) {
     switch (dtype) {
-    case HFT_F32: return MPI_FLOAT;
-    case HFT_F64: return MPI_DOUBLE;
-    case HFT_I64: return MPI_INT64_T;
-    case HFT_I32: return MPI_INT32_T;
-    default: return MPI_DATATYPE_NULL; /* bf16/f16 sums need a user op; mixed precision reduces in f32 */
+    case HFT_F32:
+        return MPI_FLOAT;
+    case HFT_F64:
+        return MPI_DOUBLE;
+    case HFT_I64:
+        return MPI_INT64_T;
+    case HFT_I32:
+        return MPI_INT32_T;
+    default:
+        return MPI_DATATYPE_NULL; /* bf16/f16 sums need a user op; mixed precision reduces in f32 */
     }
 }
 
@@ -52,7 +57,8 @@ static hft_status mpi_start(hft_comm *c, void *buf, int64_t count, hft_dtype dty
         return hft_error(HFT_EUNSUPPORTED, "MPI all-reduce of %s buffers is not supported (reduce in f32)",
                          hft_dtype_name(dtype));
     if (count > 0x7fffffff)
-        return hft_error(HFT_EINVAL, "MPI all-reduce of %lld elements: more than MPI's int count; use buckets",
+        return hft_error(HFT_EINVAL,
+                         "MPI all-reduce of %lld elements: more than MPI's int count; use buckets",
                          (long long)count);
     if (m->n == MPI_MAX_PENDING)
         return hft_error(HFT_ESTATE, "MPI communicator: more than %d reductions in flight", MPI_MAX_PENDING);

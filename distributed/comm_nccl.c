@@ -25,7 +25,8 @@ static hft_status nccl_start(hft_comm *c, void *buf, int64_t count, hft_dtype dt
     nccl_api *a = c->impl;
     if (count == 0) return HFT_OK;
     if (!a->is_device_buffer(a->handle, buf))
-        return hft_error(HFT_EDEVICE, "NCCL all-reduce: the buffer is not GPU memory (use the MPI communicator)");
+        return hft_error(HFT_EDEVICE,
+                         "NCCL all-reduce: the buffer is not GPU memory (use the MPI communicator)");
     char why[512];
     if (a->allreduce(a->handle, buf, (long long)count, (int)dtype, why, sizeof why) != 0)
         return hft_error(HFT_EDIST, "rank %d: NCCL all-reduce: %s", c->dist->rank, why);
@@ -61,10 +62,11 @@ static hft_status nccl_wait(hft_comm *c, const char *what) {
         if (dist_now() > deadline) {
             a->close(a->handle, 1);
             a->handle = NULL;
-            return hft_error(HFT_EDIST,
-                             "rank %d: %s: NCCL got no answer from the other ranks in %g s (ddp_timeout): a rank "
-                             "has died or hangs; the communicator is aborted",
-                             c->dist->rank, what, c->dist->timeout);
+            return hft_error(
+                HFT_EDIST,
+                "rank %d: %s: NCCL got no answer from the other ranks in %g s (ddp_timeout): a rank "
+                "has died or hangs; the communicator is aborted",
+                c->dist->rank, what, c->dist->timeout);
         }
         struct timespec pause = {0, 20000};
         nanosleep(&pause, NULL);
@@ -81,8 +83,7 @@ static void nccl_free(hft_comm *c) {
 
 static const comm_ops nccl_ops = {"nccl", nccl_start, nccl_progress, nccl_wait, nccl_free};
 
-#define LOAD(field, name)                                                                                    \
-    (*(void **)&a->field = dlsym(a->lib, name)) != NULL
+#define LOAD(field, name) (*(void **)&a->field = dlsym(a->lib, name)) != NULL
 
 hft_status hft_comm_nccl(hft_dist *d, const char *module_path, int device, hft_comm **out) {
     *out = NULL;
@@ -95,14 +96,15 @@ hft_status hft_comm_nccl(hft_dist *d, const char *module_path, int device, hft_c
     *c = (hft_comm){.ops = &nccl_ops, .dist = d, .device = {HFT_CUDA, device}, .impl = a};
     a->lib = dlopen(module_path, RTLD_NOW | RTLD_LOCAL);
     if (!a->lib) {
-        hft_status st = hft_error(HFT_EUNSUPPORTED, "NCCL: the module %s does not load (%s)", module_path,
-                                  dlerror());
+        hft_status st =
+            hft_error(HFT_EUNSUPPORTED, "NCCL: the module %s does not load (%s)", module_path, dlerror());
         hft_comm_free(c);
         return st;
     }
     if (!(LOAD(device_count, "hft_nccl_device_count") && LOAD(unique_id, "hft_nccl_unique_id") &&
           LOAD(open, "hft_nccl_open") && LOAD(is_device_buffer, "hft_nccl_is_device_buffer") &&
-          LOAD(allreduce, "hft_nccl_allreduce") && LOAD(query, "hft_nccl_query") && LOAD(close, "hft_nccl_close"))) {
+          LOAD(allreduce, "hft_nccl_allreduce") && LOAD(query, "hft_nccl_query") &&
+          LOAD(close, "hft_nccl_close"))) {
         hft_comm_free(c);
         return hft_error(HFT_EUNSUPPORTED, "NCCL: %s lacks a function of this version of hft", module_path);
     }
@@ -110,7 +112,9 @@ hft_status hft_comm_nccl(hft_dist *d, const char *module_path, int device, hft_c
     int n = a->device_count(why, sizeof why);
     if (n <= device) {
         hft_status st = hft_error(HFT_EUNSUPPORTED, "NCCL: no GPU %d (%s)", device,
-                                  n < 0 ? why : n == 0 ? "no GPU on this machine" : "fewer GPUs");
+                                  n < 0    ? why
+                                  : n == 0 ? "no GPU on this machine"
+                                           : "fewer GPUs");
         hft_comm_free(c);
         return st;
     }

@@ -16,7 +16,8 @@ struct hft_dist {
 
 #define DIST_MAX_REQUESTS 256
 
-/* Waits for n requests (at most DIST_MAX_REQUESTS), polling, until the group's timeout; the error names `what` and the rank. */
+/* Waits for n requests (at most DIST_MAX_REQUESTS), polling, until the group's timeout; the error names
+ * `what` and the rank. */
 hft_status dist_wait(hft_dist *d, MPI_Request *reqs, int n, const char *what);
 /* An MPI error code as an hft status with MPI's text. */
 hft_status dist_mpi_error(const hft_dist *d, int code, const char *what);

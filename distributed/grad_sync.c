@@ -71,7 +71,8 @@ double hft_grad_sync_waited(const hft_grad_sync *s) {
 static bucket *bucket_of(hft_grad_sync *s, const hft_tensor *param) {
     int64_t off = (const float *)hft_tensor_data(param->grad) - s->flat;
     for (int i = 0; i < s->n_buckets; i++)
-        if (off >= s->buckets[i].offset && off < s->buckets[i].offset + s->buckets[i].count) return &s->buckets[i];
+        if (off >= s->buckets[i].offset && off < s->buckets[i].offset + s->buckets[i].count)
+            return &s->buckets[i];
     return NULL;
 }
 

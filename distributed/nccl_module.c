@@ -101,13 +101,26 @@ int hft_nccl_is_device_buffer(void *h, const void *buf) {
 
 static int nccl_type(int dtype, ncclDataType_t *t) {
     switch (dtype) {
-    case HFT_F32: *t = ncclFloat32; return 0;
-    case HFT_F64: *t = ncclFloat64; return 0;
-    case HFT_BF16: *t = ncclBfloat16; return 0;
-    case HFT_F16: *t = ncclFloat16; return 0;
-    case HFT_I32: *t = ncclInt32; return 0;
-    case HFT_I64: *t = ncclInt64; return 0;
-    default: return -1;
+    case HFT_F32:
+        *t = ncclFloat32;
+        return 0;
+    case HFT_F64:
+        *t = ncclFloat64;
+        return 0;
+    case HFT_BF16:
+        *t = ncclBfloat16;
+        return 0;
+    case HFT_F16:
+        *t = ncclFloat16;
+        return 0;
+    case HFT_I32:
+        *t = ncclInt32;
+        return 0;
+    case HFT_I64:
+        *t = ncclInt64;
+        return 0;
+    default:
+        return -1;
     }
 }
 

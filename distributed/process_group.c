@@ -34,7 +34,8 @@ hft_status dist_mpi_error(const hft_dist *d, int code, const char *what) {
 hft_status dist_wait(hft_dist *d, MPI_Request *reqs, int n, const char *what) {
     double deadline = dist_now() + d->timeout;
     MPI_Status statuses[DIST_MAX_REQUESTS]; /* not MPI_STATUSES_IGNORE: GCC's access check trips on it */
-    if (n > DIST_MAX_REQUESTS) return hft_error(HFT_EINVAL, "%s: %d requests; at most %d", what, n, DIST_MAX_REQUESTS);
+    if (n > DIST_MAX_REQUESTS)
+        return hft_error(HFT_EINVAL, "%s: %d requests; at most %d", what, n, DIST_MAX_REQUESTS);
     for (long spins = 0;; spins++) {
         int done = 0;
         int rc = MPI_Testall(n, reqs, &done, statuses);
@@ -77,7 +78,8 @@ hft_status hft_dist_init(hft_dist **out) {
     if (rc == MPI_SUCCESS) rc = MPI_Comm_rank(d->world, &d->rank);
     if (rc == MPI_SUCCESS) rc = MPI_Comm_size(d->world, &d->size);
     MPI_Comm node = MPI_COMM_NULL;
-    if (rc == MPI_SUCCESS) rc = MPI_Comm_split_type(d->world, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Comm_split_type(d->world, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node);
     if (rc == MPI_SUCCESS) rc = MPI_Comm_rank(node, &d->local_rank);
     if (rc == MPI_SUCCESS) rc = MPI_Comm_size(node, &d->local_size);
     if (node != MPI_COMM_NULL) MPI_Comm_free(&node);
@@ -199,8 +201,8 @@ hft_status hft_dist_agree(hft_dist *d, const char *what, const char *text) {
     if (d->rank == bad) {
         char l0[500], l1[500];
         first_difference(ref, text, l0, l1, sizeof l0);
-        snprintf(msg, sizeof msg, "rank %d's %s differs from rank 0's: rank 0 has '%s', rank %d has '%s'", bad,
-                 what, l0, bad, l1);
+        snprintf(msg, sizeof msg, "rank %d's %s differs from rank 0's: rank 0 has '%s', rank %d has '%s'",
+                 bad, what, l0, bad, l1);
     }
     free(ref);
     HFT_TRY(hft_dist_bcast(d, msg, sizeof msg, bad, what));

@@ -11,8 +11,8 @@ hft_status hft_kv_cache_new(const hft_model *m, int64_t batch, int64_t max_len, 
         return hft_error(HFT_EUNSUPPORTED, "%s: incremental decoding is for causal language models",
                          m->architecture);
     if (batch < 1 || max_len < 1)
-        return hft_error(HFT_EINVAL, "KV cache of %lld rows x %lld tokens; expected at least 1 x 1", (long long)batch,
-                         (long long)max_len);
+        return hft_error(HFT_EINVAL, "KV cache of %lld rows x %lld tokens; expected at least 1 x 1",
+                         (long long)batch, (long long)max_len);
     int64_t heads, dim;
     m->family->kv_shape(m, &heads, &dim);
     hft_kv_cache *c = calloc(1, sizeof *c);
@@ -60,8 +60,8 @@ hft_tensor *hft_model_decode(hft_ctx *ctx, hft_model *m, hft_kv_cache *c, hft_te
     return hft_model_decode_masked(ctx, m, c, ids, NULL, NULL);
 }
 
-hft_tensor *hft_model_decode_masked(hft_ctx *ctx, hft_model *m, hft_kv_cache *c, hft_tensor *ids, hft_tensor *mask,
-                                    hft_tensor *positions) {
+hft_tensor *hft_model_decode_masked(hft_ctx *ctx, hft_model *m, hft_kv_cache *c, hft_tensor *ids,
+                                    hft_tensor *mask, hft_tensor *positions) {
     if (c->n_layers != m->n_layers)
         return hft_ctx_fail(ctx, HFT_EINVAL, "decode: the cache has %d layers, %s %d", c->n_layers,
                             m->architecture, m->n_layers);

@@ -8,17 +8,19 @@
 #include <string.h>
 
 hft_loss_scaler_config hft_loss_scaler_defaults(void) {
-    return (hft_loss_scaler_config){.init_scale = 65536.0, .growth_factor = 2.0, .backoff_factor = 0.5,
-                                    .growth_interval = 2000};
+    return (hft_loss_scaler_config){
+        .init_scale = 65536.0, .growth_factor = 2.0, .backoff_factor = 0.5, .growth_interval = 2000};
 }
 
 hft_status hft_loss_scaler_init(hft_loss_scaler *s, const hft_loss_scaler_config *cfg) {
     if (!(cfg->init_scale > 0) || !isfinite(cfg->init_scale))
-        return hft_error(HFT_EINVAL, "loss scaler: init_scale %g; expected a finite number > 0", cfg->init_scale);
+        return hft_error(HFT_EINVAL, "loss scaler: init_scale %g; expected a finite number > 0",
+                         cfg->init_scale);
     if (!(cfg->growth_factor > 1))
         return hft_error(HFT_EINVAL, "loss scaler: growth_factor %g; expected > 1", cfg->growth_factor);
     if (!(cfg->backoff_factor > 0 && cfg->backoff_factor < 1))
-        return hft_error(HFT_EINVAL, "loss scaler: backoff_factor %g; expected in (0, 1)", cfg->backoff_factor);
+        return hft_error(HFT_EINVAL, "loss scaler: backoff_factor %g; expected in (0, 1)",
+                         cfg->backoff_factor);
     if (cfg->growth_interval < 1)
         return hft_error(HFT_EINVAL, "loss scaler: growth_interval %lld; expected >= 1",
                          (long long)cfg->growth_interval);

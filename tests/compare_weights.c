@@ -23,7 +23,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     int bad = hft_safetensors_count(a) != hft_safetensors_count(b);
-    if (bad) printf("%s has %d tensors, %s %d\n", argv[1], hft_safetensors_count(a), argv[2], hft_safetensors_count(b));
+    if (bad)
+        printf("%s has %d tensors, %s %d\n", argv[1], hft_safetensors_count(a), argv[2],
+               hft_safetensors_count(b));
     for (int i = 0; i < hft_safetensors_count(a) && !bad; i++) {
         const hft_st_entry *ea = hft_safetensors_entry(a, i), *eb = hft_safetensors_find(b, ea->name);
         if (!eb || eb->ndim != ea->ndim || memcmp(ea->shape, eb->shape, sizeof ea->shape) != 0) {

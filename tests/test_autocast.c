@@ -1,5 +1,5 @@
-/* Autocast against torch.autocast("cpu"): linear, matmul, LoRA's linear, attention and the classifier fused with
- * cross-entropy, forward and backward in bf16 and f16 (tests/fixtures/ops/autocast.safetensors, made by
+/* Autocast against torch.autocast("cpu"): linear, matmul, LoRA's linear, attention and the classifier fused
+ * with cross-entropy, forward and backward in bf16 and f16 (tests/fixtures/ops/autocast.safetensors, made by
  * make_autocast_fixtures.py). torch rounds each low-precision op's output and the gradients between ops to
  * the dtype; hft keeps them in f32, so the two differ by a few roundings: the tolerance is 2 epsilons of
  * the dtype (relative to each tensor's largest value), for every output and gradient. Also: the weight
@@ -17,7 +17,8 @@ static hft_tensor *get(const char *tag, const char *c, const char *name) {
     char key[128];
     snprintf(key, sizeof key, "%s/%s/%s", tag, c, name);
     hft_tensor *t = NULL;
-    if (hft_safetensors_load(fx, key, HFT_F32, false, &t) != HFT_OK) CHECK(false, "%s: %s", key, hft_error_message());
+    if (hft_safetensors_load(fx, key, HFT_F32, false, &t) != HFT_OK)
+        CHECK(false, "%s: %s", key, hft_error_message());
     return t;
 }
 
@@ -93,8 +94,8 @@ static void linear_case(const char *tag, hft_dtype dt) {
         e_low += pow(((float *)hft_tensor_data(ylow))[i] - t, 2);
         e_32 += pow(((float *)hft_tensor_data(y32))[i] - t, 2);
     }
-    CHECK(e_low < e_32, "%s: the autocast result is closer to torch's (rms %g) than f32's (%g)", tag, sqrt(e_low),
-          sqrt(e_32));
+    CHECK(e_low < e_32, "%s: the autocast result is closer to torch's (rms %g) than f32's (%g)", tag,
+          sqrt(e_low), sqrt(e_32));
     printf("  %s linear y: rms |hft - torch| autocast %.3g, f32 %.3g\n", tag, sqrt(e_low), sqrt(e_32));
     hft_tensor_free(want);
     hft_ctx_free(ctx);
@@ -127,7 +128,8 @@ static void lora_case(const char *tag, hft_dtype dt) {
 
 static void matmul_case(const char *tag, hft_dtype dt) {
     double eps = eps_of(tag);
-    hft_tensor *a = leaf(get(tag, "matmul", "a")), *b = leaf(get(tag, "matmul", "b")), *gy = get(tag, "matmul", "gy");
+    hft_tensor *a = leaf(get(tag, "matmul", "a")), *b = leaf(get(tag, "matmul", "b")),
+               *gy = get(tag, "matmul", "gy");
     hft_ctx *ctx = hft_ctx_new(NULL);
     CHECK_OK(hft_set_autocast(ctx, dt), NULL);
     hft_tensor *y = hft_matmul(ctx, a, b);
@@ -163,11 +165,13 @@ static void lce_case(const char *tag, hft_dtype dt) {
     hft_paramset_finalize(ps, 0);
     int64_t n = hft_tensor_numel(tf);
     hft_tensor *t = hft_tensor_new(HFT_I64, 1, (int64_t[]){n});
-    for (int64_t i = 0; i < n; i++) ((int64_t *)hft_tensor_data(t))[i] = (int64_t)((float *)hft_tensor_data(tf))[i];
+    for (int64_t i = 0; i < n; i++)
+        ((int64_t *)hft_tensor_data(t))[i] = (int64_t)((float *)hft_tensor_data(tf))[i];
     hft_ctx *ctx = hft_ctx_new(NULL);
     CHECK_OK(hft_set_autocast(ctx, dt), NULL);
     int64_t count = 0;
-    hft_tensor *loss = hft_linear_cross_entropy(ctx, h, hft_paramset_get(ps, 0)->value, NULL, t, HFT_XENT_DEFAULTS, &count);
+    hft_tensor *loss =
+        hft_linear_cross_entropy(ctx, h, hft_paramset_get(ps, 0)->value, NULL, t, HFT_XENT_DEFAULTS, &count);
     CHECK_OK(hft_backward(ctx, loss, NULL), ctx);
     close_to(tag, "lce", "loss", loss, eps);
     close_to(tag, "lce", "dh", hft_tensor_grad(h), eps);
@@ -231,8 +235,8 @@ TEST(rounding_kernel_equals_the_conversions) {
     float *x = malloc(sizeof *x * N), *y = malloc(sizeof *y * N);
     test_rng rng = {11};
     for (int i = 0; i < N; i++) x[i] = (float)test_uniform(&rng, -3, 3) * powf(2.0f, (float)(i % 60) - 30);
-    const float special[] = {0.0f, -0.0f, 1.0f + 1.0f / 256, 1.0f + 3.0f / 256, 65504.0f, 65520.0f, 1e-7f, 6e-8f,
-                             3.4e38f, INFINITY, -INFINITY, NAN, 1e-40f};
+    const float special[] = {0.0f,  -0.0f,   1.0f + 1.0f / 256, 1.0f + 3.0f / 256, 65504.0f, 65520.0f, 1e-7f,
+                             6e-8f, 3.4e38f, INFINITY,          -INFINITY,         NAN,      1e-40f};
     memcpy(x, special, sizeof special);
     const hft_kernels *k = hft_kernels_for(HFT_CPU);
     for (int d = 0; d < 2; d++) {
@@ -240,7 +244,8 @@ TEST(rounding_kernel_equals_the_conversions) {
         k->round_to(low, y, x, N);
         int bad = 0;
         for (int i = 0; i < N; i++) {
-            float want = low == HFT_BF16 ? hft_bf16_to_f32(hft_f32_to_bf16(x[i])) : hft_f16_to_f32(hft_f32_to_f16(x[i]));
+            float want = low == HFT_BF16 ? hft_bf16_to_f32(hft_f32_to_bf16(x[i]))
+                                         : hft_f16_to_f32(hft_f32_to_f16(x[i]));
             bad += isnan(want) ? !isnan(y[i]) : memcmp(&want, &y[i], 4) != 0;
         }
         CHECK(bad == 0, "%s: %d of %d values round differently", hft_dtype_name(low), bad, N);

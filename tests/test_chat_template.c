@@ -15,8 +15,10 @@ TEST(renders_as_transformers_does) {
     cJSON *fx = text ? cJSON_Parse(text) : NULL;
     CHECK(fx != NULL, "%s: cannot read", FIXTURE);
     if (!fx) return free(text);
-    const char *bos = cJSON_GetObjectItem(fx, "bos_token")->valuestring, *eos = cJSON_GetObjectItem(fx, "eos_token")->valuestring;
-    const cJSON *templates = cJSON_GetObjectItem(fx, "templates"), *convs = cJSON_GetObjectItem(fx, "conversations"), *c;
+    const char *bos = cJSON_GetObjectItem(fx, "bos_token")->valuestring,
+               *eos = cJSON_GetObjectItem(fx, "eos_token")->valuestring;
+    const cJSON *templates = cJSON_GetObjectItem(fx, "templates"),
+                *convs = cJSON_GetObjectItem(fx, "conversations"), *c;
     int n = 0, errors = 0;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(fx, "cases")) {
         const char *name = cJSON_GetObjectItem(c, "template")->valuestring;
@@ -53,14 +55,17 @@ TEST(unsupported_constructs_are_named_with_their_position) {
     CHECK(hft_chat_template_parse("Hi\n{% macro greet(x) %}{{ x }}{% endmacro %}", "t", &t) == HFT_EFORMAT &&
               strstr(hft_error_message(), "line 2, column 4: the statement 'macro' is not supported"),
           "macro: %s", hft_error_message());
-    CHECK(hft_chat_template_parse("{{ messages | sort }}", "t", &t) == HFT_OK, "filters are checked when rendering");
+    CHECK(hft_chat_template_parse("{{ messages | sort }}", "t", &t) == HFT_OK,
+          "filters are checked when rendering");
     char *out = NULL;
     CHECK(hft_chat_template_render(t, "[]", "", "", false, &out) != HFT_OK &&
               strstr(hft_error_message(), "line 1, column 15: the filter 'sort' is not supported"),
           "sort: %s", hft_error_message());
     hft_chat_template_free(t);
-    CHECK(hft_chat_template_parse("{% if x %}\n  {{ messages.pop() }}{% endif %}", "t", &t) == HFT_OK, "parsed");
-    CHECK(hft_chat_template_render(t, "[]", "", "", false, &out) == HFT_OK && out && !*out, "x undefined: nothing");
+    CHECK(hft_chat_template_parse("{% if x %}\n  {{ messages.pop() }}{% endif %}", "t", &t) == HFT_OK,
+          "parsed");
+    CHECK(hft_chat_template_render(t, "[]", "", "", false, &out) == HFT_OK && out && !*out,
+          "x undefined: nothing");
     free(out);
     out = NULL;
     hft_chat_template_free(t);
@@ -77,7 +82,8 @@ TEST(unsupported_constructs_are_named_with_their_position) {
 int main(int argc, char **argv) {
     static const test_case cases[] = {
         {"renders_as_transformers_does", renders_as_transformers_does},
-        {"unsupported_constructs_are_named_with_their_position", unsupported_constructs_are_named_with_their_position},
+        {"unsupported_constructs_are_named_with_their_position",
+         unsupported_constructs_are_named_with_their_position},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

@@ -96,7 +96,8 @@ TEST(gradient_sync_starts_buckets_during_backward_and_zeroes_unwritten_gradients
     CHECK_OK(hft_backward(ctx, loss, NULL), ctx);
     /* buckets run in reverse registration order: the unused parameter's (first) never fills, so it holds
      * back the others until the end; w2 and w1 are ready during backward */
-    CHECK(hft_grad_sync_overlapped(s) == 0, "bucket order kept: %d started early", hft_grad_sync_overlapped(s));
+    CHECK(hft_grad_sync_overlapped(s) == 0, "bucket order kept: %d started early",
+          hft_grad_sync_overlapped(s));
     CHECK_OK(hft_grad_sync_end(s, ctx, "test"), NULL);
     for (int i = 0; i < 5; i++) CHECK(stale[i] == 0, "an unwritten gradient is zero before the all-reduce");
     hft_ctx_free(ctx);
@@ -112,7 +113,8 @@ TEST(gradient_sync_starts_buckets_during_backward_and_zeroes_unwritten_gradients
     hft_tensor *loss2 = hft_add(ctx, h, extra);
     hft_grad_sync_begin(s, ctx);
     CHECK_OK(hft_backward(ctx, loss2, NULL), ctx);
-    CHECK(hft_grad_sync_overlapped(s) == 3, "3 buckets started during backward, got %d", hft_grad_sync_overlapped(s));
+    CHECK(hft_grad_sync_overlapped(s) == 3, "3 buckets started during backward, got %d",
+          hft_grad_sync_overlapped(s));
     CHECK_OK(hft_grad_sync_end(s, ctx, "test"), NULL);
     hft_ctx_free(ctx);
     hft_paramset_free(n.ps);

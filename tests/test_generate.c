@@ -14,7 +14,8 @@ static hft_tensor *get(hft_safetensors *f, const char *model, const char *name, 
     char key[128];
     snprintf(key, sizeof key, "%s/%s", model, name);
     hft_tensor *t = NULL;
-    if (hft_safetensors_load(f, key, dt, false, &t) != HFT_OK) CHECK(false, "%s: %s", key, hft_error_message());
+    if (hft_safetensors_load(f, key, dt, false, &t) != HFT_OK)
+        CHECK(false, "%s: %s", key, hft_error_message());
     return t;
 }
 
@@ -34,7 +35,8 @@ TEST(decoding_with_the_cache_equals_a_full_forward) {
         for (int64_t t = 0; t < T; t++) ids[t] = (t * 13 + 5) % V;
         hft_ctx *ctx = hft_ctx_new(NULL);
         hft_set_grad_enabled(ctx, false);
-        hft_tensor *full = hft_model_logits(ctx, m, &(hft_batch){.input_ids = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, T}, ids)});
+        hft_tensor *full = hft_model_logits(
+            ctx, m, &(hft_batch){.input_ids = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, T}, ids)});
         double *want = malloc(sizeof *want * (size_t)(T * V)), *got = malloc(sizeof *got * (size_t)(T * V));
         for (int64_t j = 0; full && j < T * V; j++) want[j] = ((float *)hft_tensor_data(full))[j];
         hft_ctx_reset(ctx);
@@ -42,19 +44,23 @@ TEST(decoding_with_the_cache_equals_a_full_forward) {
         CHECK_OK(hft_kv_cache_new(m, 1, T, &c), NULL);
         for (int64_t at = 0; c && at < T;) { /* the prompt at once, then one token at a time */
             int64_t n = at == 0 ? P : 1;
-            hft_tensor *lg = hft_model_decode(ctx, m, c, hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, n}, ids + at));
+            hft_tensor *lg =
+                hft_model_decode(ctx, m, c, hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, n}, ids + at));
             CHECK(lg != NULL, "%s: decode at %lld: %s", models[i], (long long)at, hft_ctx_error(ctx));
             if (!lg) break;
             for (int64_t j = 0; j < n * V; j++) got[at * V + j] = ((float *)hft_tensor_data(lg))[j];
             hft_ctx_reset(ctx);
             at += n;
         }
-        CHECK(c && hft_kv_cache_len(c) == T, "the cache holds %lld tokens", c ? (long long)hft_kv_cache_len(c) : -1LL);
+        CHECK(c && hft_kv_cache_len(c) == T, "the cache holds %lld tokens",
+              c ? (long long)hft_kv_cache_len(c) : -1LL);
         char what[64];
         snprintf(what, sizeof what, "%s decoded logits", models[i]);
         CHECK(test_close(what, got, want, (long)(T * V), 1e-5, 1e-6), "%s", what);
-        hft_tensor *more = hft_model_decode(ctx, m, c, hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, 1}, ids));
-        CHECK(!more && strstr(hft_ctx_error(ctx), "do not fit"), "a full cache is refused: %s", hft_ctx_error(ctx));
+        hft_tensor *more =
+            hft_model_decode(ctx, m, c, hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, 1}, ids));
+        CHECK(!more && strstr(hft_ctx_error(ctx), "do not fit"), "a full cache is refused: %s",
+              hft_ctx_error(ctx));
         hft_kv_cache_free(c);
         free(want), free(got);
         hft_ctx_free(ctx);
@@ -71,7 +77,8 @@ TEST(greedy_and_processed_scores_match_transformers) {
     cJSON *cases = cJSON_Parse(hft_safetensors_metadata(f, "cases"));
     for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
         hft_model *m = load(models[i]);
-        hft_tensor *prompt = get(f, models[i], "prompt", HFT_I64), *greedy = get(f, models[i], "greedy", HFT_I64);
+        hft_tensor *prompt = get(f, models[i], "prompt", HFT_I64),
+                   *greedy = get(f, models[i], "greedy", HFT_I64);
         if (!m || !prompt || !greedy) continue;
         int64_t n = hft_tensor_numel(prompt), k = hft_tensor_numel(greedy), out[64], n_out = 0;
         const int64_t *p = hft_tensor_data(prompt);
@@ -83,7 +90,8 @@ TEST(greedy_and_processed_scores_match_transformers) {
               "%s: the greedy continuation differs from transformers' generate", models[i]);
         /* the first step's processed scores, per case */
         int64_t V = hft_model_vocab_size(m);
-        hft_tensor *logits = hft_model_logits(ctx, m, &(hft_batch){.input_ids = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, n}, p)});
+        hft_tensor *logits = hft_model_logits(
+            ctx, m, &(hft_batch){.input_ids = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, n}, p)});
         const cJSON *c;
         cJSON_ArrayForEach(c, cases) {
             hft_generate_options co = hft_generate_defaults();
@@ -105,8 +113,8 @@ TEST(greedy_and_processed_scores_match_transformers) {
                 float a = s[v], b = ((float *)hft_tensor_data(want))[v];
                 bad += isinf(b) ? !(isinf(a) && a < 0) : !(fabsf(a - b) <= 1e-4f * fabsf(b) + 1e-5f);
             }
-            CHECK(want && bad == 0, "%s %s: %d of %lld processed scores differ from generate's", models[i], c->string,
-                  bad, (long long)V);
+            CHECK(want && bad == 0, "%s %s: %d of %lld processed scores differ from generate's", models[i],
+                  c->string, bad, (long long)V);
             hft_tensor_free(want);
             free(s);
         }
@@ -125,7 +133,8 @@ TEST(perplexity_matches_the_transformers_guide) {
         return;
     }
     cJSON *ppl = cJSON_Parse(hft_safetensors_metadata(f, "ppl"));
-    int64_t max_length = cJSON_GetObjectItem(ppl, "max_length")->valueint, stride = cJSON_GetObjectItem(ppl, "stride")->valueint;
+    int64_t max_length = cJSON_GetObjectItem(ppl, "max_length")->valueint,
+            stride = cJSON_GetObjectItem(ppl, "stride")->valueint;
     for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
         hft_model *m = load(models[i]);
         hft_tensor *ids = get(f, models[i], "ppl_ids", HFT_I64), *want = get(f, models[i], "ppl", HFT_F64);
@@ -133,7 +142,9 @@ TEST(perplexity_matches_the_transformers_guide) {
         hft_ctx *ctx = hft_ctx_new(NULL);
         double got = 0;
         int64_t tokens = 0;
-        CHECK_OK(hft_perplexity(ctx, m, hft_tensor_data(ids), hft_tensor_numel(ids), max_length, stride, &got, &tokens), NULL);
+        CHECK_OK(hft_perplexity(ctx, m, hft_tensor_data(ids), hft_tensor_numel(ids), max_length, stride, &got,
+                                &tokens),
+                 NULL);
         double w = *(double *)hft_tensor_data(want);
         CHECK(fabs(got - w) <= 1e-5 * w, "%s: perplexity %.9g, the guide's %.9g", models[i], got, w);
         hft_ctx_free(ctx);

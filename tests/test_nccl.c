@@ -43,8 +43,10 @@ int main(int argc, char **argv) {
             printf("FAIL: rank %d: cudaMalloc/cudaMemcpy\n", rank);
             hft_dist_abort(d, 1);
         }
-        if (hft_comm_allreduce_start(nccl, dev, n, HFT_F32) != HFT_OK || hft_comm_wait(nccl, "nccl") != HFT_OK ||
-            hft_comm_allreduce_start(mpi, host, n, HFT_F32) != HFT_OK || hft_comm_wait(mpi, "mpi") != HFT_OK) {
+        if (hft_comm_allreduce_start(nccl, dev, n, HFT_F32) != HFT_OK ||
+            hft_comm_wait(nccl, "nccl") != HFT_OK ||
+            hft_comm_allreduce_start(mpi, host, n, HFT_F32) != HFT_OK ||
+            hft_comm_wait(mpi, "mpi") != HFT_OK) {
             printf("FAIL: rank %d: %s\n", rank, hft_error_message());
             hft_dist_abort(d, 1);
         }

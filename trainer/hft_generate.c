@@ -16,16 +16,17 @@
 #include "trainer/fsutil.h"
 
 static int usage(void) {
-    fprintf(stderr,
-            "usage: hft-generate MODEL_DIR_OR_CHECKPOINT [--prompt TEXT | --file PROMPTS.jsonl |\n"
-            "                    --perplexity TEXT_FILE] [--chat] [--base BASE_DIR] [key=value ...]\n"
-            "  --chat: the prompt is a user message (in --file, a row may give \"messages\"), rendered with the\n"
-            "  tokenizer's chat template and its generation prompt\n"
-            "  keys (transformers' names; defaults from generation_config.json): max_new_tokens, do_sample,\n"
-            "  temperature, top_k, top_p, min_p, repetition_penalty, seed, stop_strings=A,B;\n"
-            "  perplexity: max_length, stride\n"
-            "  --file: one JSON object a line with \"prompt\"; writes one a line with \"completion\" added\n"
-            "  a LoRA adapter folder runs on its base (adapter_config.json's, or --base)\n");
+    fprintf(
+        stderr,
+        "usage: hft-generate MODEL_DIR_OR_CHECKPOINT [--prompt TEXT | --file PROMPTS.jsonl |\n"
+        "                    --perplexity TEXT_FILE] [--chat] [--base BASE_DIR] [key=value ...]\n"
+        "  --chat: the prompt is a user message (in --file, a row may give \"messages\"), rendered with the\n"
+        "  tokenizer's chat template and its generation prompt\n"
+        "  keys (transformers' names; defaults from generation_config.json): max_new_tokens, do_sample,\n"
+        "  temperature, top_k, top_p, min_p, repetition_penalty, seed, stop_strings=A,B;\n"
+        "  perplexity: max_length, stride\n"
+        "  --file: one JSON object a line with \"prompt\"; writes one a line with \"completion\" added\n"
+        "  a LoRA adapter folder runs on its base (adapter_config.json's, or --base)\n");
     return 2;
 }
 
@@ -64,7 +65,8 @@ static bool on_token(int64_t token, void *user) {
             fflush(stdout);
         }
         s->printed = len;
-        for (int i = 0; i < n_stop && go_on; i++) go_on = !memmem(text, len, stop_strings[i], strlen(stop_strings[i]));
+        for (int i = 0; i < n_stop && go_on; i++)
+            go_on = !memmem(text, len, stop_strings[i], strlen(stop_strings[i]));
     }
     free(text);
     return go_on;
@@ -81,15 +83,18 @@ static void read_generation_config(const char *dir, hft_generate_options *o, int
     if ((x = cJSON_GetObjectItem(j, "top_k")) && cJSON_IsNumber(x)) o->top_k = x->valueint;
     if ((x = cJSON_GetObjectItem(j, "top_p")) && cJSON_IsNumber(x)) o->top_p = x->valuedouble;
     if ((x = cJSON_GetObjectItem(j, "min_p")) && cJSON_IsNumber(x)) o->min_p = x->valuedouble;
-    if ((x = cJSON_GetObjectItem(j, "repetition_penalty")) && cJSON_IsNumber(x)) o->repetition_penalty = x->valuedouble;
+    if ((x = cJSON_GetObjectItem(j, "repetition_penalty")) && cJSON_IsNumber(x))
+        o->repetition_penalty = x->valuedouble;
     if ((x = cJSON_GetObjectItem(j, "max_new_tokens")) && cJSON_IsNumber(x)) o->max_new_tokens = x->valueint;
     const cJSON *e;
     if ((x = cJSON_GetObjectItem(j, "stop_strings")) && cJSON_IsString(x)) add_stop_strings(x->valuestring);
     if (x && cJSON_IsArray(x))
-        cJSON_ArrayForEach(e, x) if (cJSON_IsString(e) && n_stop < 16) stop_strings[n_stop++] = strdup(e->valuestring);
+        cJSON_ArrayForEach(e, x) if (cJSON_IsString(e) && n_stop < 16) stop_strings[n_stop++] =
+            strdup(e->valuestring);
     if ((x = cJSON_GetObjectItem(j, "eos_token_id"))) {
         if (cJSON_IsNumber(x)) eos[(*n_eos)++] = x->valueint;
-        if (cJSON_IsArray(x)) cJSON_ArrayForEach(e, x) if (cJSON_IsNumber(e) && *n_eos < 8) eos[(*n_eos)++] = e->valueint;
+        if (cJSON_IsArray(x))
+            cJSON_ArrayForEach(e, x) if (cJSON_IsNumber(e) && *n_eos < 8) eos[(*n_eos)++] = e->valueint;
     }
     cJSON_Delete(j);
     free(text), free(path);
@@ -105,18 +110,30 @@ static bool set_key(hft_generate_options *o, const char *kv) {
     double d = strtod(v, &end);
     bool num = end && end != v && *end == '\0';
 #define KEY(name) (n == strlen(name) && strncmp(kv, name, n) == 0)
-    if (KEY("do_sample") && (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)) o->do_sample = v[0] == 't';
-    else if (KEY("max_new_tokens") && num && d >= 0) o->max_new_tokens = (int64_t)d;
-    else if (KEY("temperature") && num) o->temperature = d;
-    else if (KEY("top_k") && num && d >= 0) o->top_k = (int64_t)d;
-    else if (KEY("top_p") && num) o->top_p = d;
-    else if (KEY("min_p") && num) o->min_p = d;
-    else if (KEY("repetition_penalty") && num) o->repetition_penalty = d;
-    else if (KEY("seed") && num && d >= 0) o->seed = (uint64_t)d;
-    else if (KEY("max_length") && num && d >= 2) ppl_max_length = (int64_t)d;
-    else if (KEY("stride") && num && d >= 1) ppl_stride = (int64_t)d;
-    else if (KEY("stop_strings") && *v) add_stop_strings(v);
-    else return false;
+    if (KEY("do_sample") && (strcmp(v, "true") == 0 || strcmp(v, "false") == 0))
+        o->do_sample = v[0] == 't';
+    else if (KEY("max_new_tokens") && num && d >= 0)
+        o->max_new_tokens = (int64_t)d;
+    else if (KEY("temperature") && num)
+        o->temperature = d;
+    else if (KEY("top_k") && num && d >= 0)
+        o->top_k = (int64_t)d;
+    else if (KEY("top_p") && num)
+        o->top_p = d;
+    else if (KEY("min_p") && num)
+        o->min_p = d;
+    else if (KEY("repetition_penalty") && num)
+        o->repetition_penalty = d;
+    else if (KEY("seed") && num && d >= 0)
+        o->seed = (uint64_t)d;
+    else if (KEY("max_length") && num && d >= 2)
+        ppl_max_length = (int64_t)d;
+    else if (KEY("stride") && num && d >= 1)
+        ppl_stride = (int64_t)d;
+    else if (KEY("stop_strings") && *v)
+        add_stop_strings(v);
+    else
+        return false;
 #undef KEY
     return true;
 }
@@ -147,8 +164,9 @@ static hft_status load(const char *dir, const char *base, hft_model **m, char **
         base = named;
     }
     if (!base || !fs_is_dir(base)) {
-        hft_status st = hft_error(HFT_EIO, "%s: a LoRA adapter whose base %s is not here: give it with --base DIR", dir,
-                                  base ? base : "(unnamed)");
+        hft_status st =
+            hft_error(HFT_EIO, "%s: a LoRA adapter whose base %s is not here: give it with --base DIR", dir,
+                      base ? base : "(unnamed)");
         free(named);
         return st;
     }
@@ -161,7 +179,8 @@ static hft_status load(const char *dir, const char *base, hft_model **m, char **
 }
 
 /* --chat: prompts are user messages (or, in --file, a row's "messages"), rendered with the tokenizer's chat
- * template and the generation prompt, as apply_chat_template(..., add_generation_prompt=True) renders them. */
+ * template and the generation prompt, as apply_chat_template(..., add_generation_prompt=True) renders them.
+ */
 static bool chat;
 
 static hft_status render_chat(const hft_tokenizer *tok, const char *messages_json, char **text) {
@@ -170,8 +189,9 @@ static hft_status render_chat(const hft_tokenizer *tok, const char *messages_jso
     hft_chat_template *t = NULL;
     HFT_TRY(hft_chat_template_parse(src, "the tokenizer's chat_template", &t));
     hft_special_tokens sp = hft_tokenizer_specials(tok);
-    hft_status st = hft_chat_template_render(t, messages_json, sp.bos >= 0 ? hft_tokenizer_id_to_token(tok, sp.bos) : NULL,
-                                             sp.eos >= 0 ? hft_tokenizer_id_to_token(tok, sp.eos) : NULL, true, text);
+    hft_status st = hft_chat_template_render(
+        t, messages_json, sp.bos >= 0 ? hft_tokenizer_id_to_token(tok, sp.bos) : NULL,
+        sp.eos >= 0 ? hft_tokenizer_id_to_token(tok, sp.eos) : NULL, true, text);
     hft_chat_template_free(t);
     return st;
 }
@@ -189,7 +209,8 @@ static char *user_message(const char *text) {
 
 /* The ids of a text as the tokenizer encodes it with its special tokens (what tokenizer(text) gives); with
  * --chat, of the rendered conversation, encoded without added special tokens (the template wrote them). */
-static hft_status encode_as(const hft_tokenizer *tok, const char *text, bool add_special, int64_t **ids, int64_t *n) {
+static hft_status encode_as(const hft_tokenizer *tok, const char *text, bool add_special, int64_t **ids,
+                            int64_t *n) {
     hft_encoding enc = {0};
     HFT_TRY(hft_tokenizer_encode(tok, text, strlen(text), NULL, 0, add_special, &enc));
     *ids = malloc(sizeof **ids * (size_t)(enc.n + 1));
@@ -209,8 +230,8 @@ static hft_status encode(const hft_tokenizer *tok, const char *text, int64_t **i
 }
 
 /* A prompt's ids: the text itself, or with --chat the conversation (a user message, or messages_json). */
-static hft_status prompt_ids(const hft_tokenizer *tok, const char *text, const char *messages_json, int64_t **ids,
-                             int64_t *n) {
+static hft_status prompt_ids(const hft_tokenizer *tok, const char *text, const char *messages_json,
+                             int64_t **ids, int64_t *n) {
     if (!chat) return encode(tok, text, ids, n);
     char *json = messages_json ? strdup(messages_json) : user_message(text), *rendered = NULL;
     hft_status st = json ? render_chat(tok, json, &rendered) : hft_error(HFT_ENOMEM, "out of memory");
@@ -232,8 +253,9 @@ static hft_status perplexity(hft_model *m, const hft_tokenizer *tok, const char 
     double ppl = 0;
     if (ctx) st = hft_perplexity(ctx, m, ids, n, max_length, stride, &ppl, &tokens);
     if (st == HFT_OK)
-        printf("%s: perplexity %.4f over %lld tokens (windows of %lld, stride %lld, as transformers' guide)\n", path,
-               ppl, (long long)tokens, (long long)max_length, (long long)stride);
+        printf(
+            "%s: perplexity %.4f over %lld tokens (windows of %lld, stride %lld, as transformers' guide)\n",
+            path, ppl, (long long)tokens, (long long)max_length, (long long)stride);
     hft_ctx_free(ctx);
     free(ids);
     return st;
@@ -249,8 +271,8 @@ typedef struct file_row {
     int64_t *ids, n;
 } file_row;
 
-static hft_status answer_rows(hft_ctx *ctx, hft_model *m, const hft_tokenizer *tok, const hft_generate_options *o,
-                              file_row *rows, int n_rows) {
+static hft_status answer_rows(hft_ctx *ctx, hft_model *m, const hft_tokenizer *tok,
+                              const hft_generate_options *o, file_row *rows, int n_rows) {
     int64_t K = o->max_new_tokens, n_out[FILE_BATCH] = {0}, lengths[FILE_BATCH];
     const int64_t *prompts[FILE_BATCH];
     int64_t *out = malloc(sizeof *out * (size_t)(FILE_BATCH * (K + 1)));
@@ -259,8 +281,11 @@ static hft_status answer_rows(hft_ctx *ctx, hft_model *m, const hft_tokenizer *t
     for (int r = 0; r < n_rows; r++) prompts[r] = rows[r].ids, lengths[r] = rows[r].n;
     if (st == HFT_OK && n_stop == 0) {
         hft_special_tokens sp = hft_tokenizer_specials(tok);
-        st = hft_generate_batch(ctx, m, prompts, lengths, n_rows, sp.pad >= 0 ? sp.pad : sp.eos >= 0 ? sp.eos : 0, o,
-                                out, n_out);
+        st = hft_generate_batch(ctx, m, prompts, lengths, n_rows,
+                                sp.pad >= 0   ? sp.pad
+                                : sp.eos >= 0 ? sp.eos
+                                              : 0,
+                                o, out, n_out);
     }
     for (int r = 0; r < n_rows && st == HFT_OK; r++) {
         int64_t *row = out + (size_t)r * (size_t)K;
@@ -285,7 +310,8 @@ static hft_status answer_rows(hft_ctx *ctx, hft_model *m, const hft_tokenizer *t
     return st;
 }
 
-static hft_status answer_file(hft_model *m, const hft_tokenizer *tok, const char *path, const hft_generate_options *o) {
+static hft_status answer_file(hft_model *m, const hft_tokenizer *tok, const char *path,
+                              const hft_generate_options *o) {
     FILE *fp = fopen(path, "r");
     if (!fp) return hft_error(HFT_EIO, "%s: cannot open", path);
     char *line = NULL;
@@ -308,13 +334,14 @@ static hft_status answer_file(hft_model *m, const hft_tokenizer *tok, const char
             const cJSON *p = cJSON_GetObjectItem(j, "prompt"), *msgs = cJSON_GetObjectItem(j, "messages");
             if (!cJSON_IsString(p) && !(chat && cJSON_IsArray(msgs))) {
                 cJSON_Delete(j);
-                st = hft_error(HFT_EFORMAT, "%s:%ld: expected a JSON object with a string \"prompt\"%s", path, no,
-                               chat ? " or a \"messages\" list" : "");
+                st = hft_error(HFT_EFORMAT, "%s:%ld: expected a JSON object with a string \"prompt\"%s", path,
+                               no, chat ? " or a \"messages\" list" : "");
                 break;
             }
             char *mj = cJSON_IsArray(msgs) ? cJSON_PrintUnformatted(msgs) : NULL;
             rows[n_rows] = (file_row){.json = j};
-            st = prompt_ids(tok, cJSON_IsString(p) ? p->valuestring : "", mj, &rows[n_rows].ids, &rows[n_rows].n);
+            st = prompt_ids(tok, cJSON_IsString(p) ? p->valuestring : "", mj, &rows[n_rows].ids,
+                            &rows[n_rows].n);
             free(mj);
             n_rows++;
         }
@@ -339,15 +366,24 @@ int main(int argc, char **argv) {
     const char *keys[64];
     int n_keys = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--prompt") == 0 && i + 1 < argc) prompt = argv[++i];
-        else if (strcmp(argv[i], "--file") == 0 && i + 1 < argc) file = argv[++i];
-        else if (strcmp(argv[i], "--perplexity") == 0 && i + 1 < argc) ppl_file = argv[++i];
-        else if (strcmp(argv[i], "--chat") == 0) chat = true;
-        else if (strcmp(argv[i], "--base") == 0 && i + 1 < argc) base = argv[++i];
-        else if (!dir && argv[i][0] != '-' && fs_is_dir(argv[i])) dir = argv[i];
-        else if (strchr(argv[i], '=') && n_keys < 64) keys[n_keys++] = argv[i];
-        else if (argv[i][0] != '-' && !dir) dir = argv[i];
-        else return usage();
+        if (strcmp(argv[i], "--prompt") == 0 && i + 1 < argc)
+            prompt = argv[++i];
+        else if (strcmp(argv[i], "--file") == 0 && i + 1 < argc)
+            file = argv[++i];
+        else if (strcmp(argv[i], "--perplexity") == 0 && i + 1 < argc)
+            ppl_file = argv[++i];
+        else if (strcmp(argv[i], "--chat") == 0)
+            chat = true;
+        else if (strcmp(argv[i], "--base") == 0 && i + 1 < argc)
+            base = argv[++i];
+        else if (!dir && argv[i][0] != '-' && fs_is_dir(argv[i]))
+            dir = argv[i];
+        else if (strchr(argv[i], '=') && n_keys < 64)
+            keys[n_keys++] = argv[i];
+        else if (argv[i][0] != '-' && !dir)
+            dir = argv[i];
+        else
+            return usage();
     }
     if (!dir) return usage();
     hft_model *m = NULL;
@@ -362,8 +398,11 @@ int main(int argc, char **argv) {
     o.eos = eos, o.n_eos = n_eos;
     for (int i = 0; i < n_keys; i++)
         if (!set_key(&o, keys[i])) {
-            fprintf(stderr, "hft-generate: %s: unknown key or bad value (keys: max_new_tokens, do_sample, temperature, "
-                    "top_k, top_p, min_p, repetition_penalty, seed, stop_strings, max_length, stride)\n", keys[i]);
+            fprintf(
+                stderr,
+                "hft-generate: %s: unknown key or bad value (keys: max_new_tokens, do_sample, temperature, "
+                "top_k, top_p, min_p, repetition_penalty, seed, stop_strings, max_length, stride)\n",
+                keys[i]);
             return 2;
         }
     if (file || ppl_file) {
@@ -385,10 +424,12 @@ int main(int argc, char **argv) {
     double dt = now() - t0;
     printf("\n");
     fflush(stdout);
-    if (st != HFT_OK) fprintf(stderr, "hft-generate: %s\n", hft_error_message());
+    if (st != HFT_OK)
+        fprintf(stderr, "hft-generate: %s\n", hft_error_message());
     else
-        fprintf(stderr, "%lld tokens in %.2f s: %.1f tokens/s (%s, prompt of %lld tokens)\n", (long long)n_out, dt,
-                dt > 0 ? (double)n_out / dt : 0, o.do_sample ? "sampling" : "greedy", (long long)n);
+        fprintf(stderr, "%lld tokens in %.2f s: %.1f tokens/s (%s, prompt of %lld tokens)\n",
+                (long long)n_out, dt, dt > 0 ? (double)n_out / dt : 0, o.do_sample ? "sampling" : "greedy",
+                (long long)n);
     free(ids), free(out), free(s.ids), free(tok_dir);
     hft_ctx_free(ctx);
     hft_tokenizer_free(tok);

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-hft_status generate_sample(hft_ctx *ctx, hft_model *m, const hft_tokenizer *tok, const char *prompt, int64_t tokens,
-                           uint64_t seed, char **text, int64_t *generated) {
+hft_status generate_sample(hft_ctx *ctx, hft_model *m, const hft_tokenizer *tok, const char *prompt,
+                           int64_t tokens, uint64_t seed, char **text, int64_t *generated) {
     *text = NULL;
     *generated = 0;
     hft_encoding enc = {0};
