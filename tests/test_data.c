@@ -213,11 +213,13 @@ TEST(prompt_completion_labels) {
  * with the end-of-sequence token after it — found in the rendered text, also where the template trims. */
 TEST(chat_with_the_tokenizers_template) {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s/tpl_tok && cp tests/fixtures/tokenizers/gpt2_bpe/tokenizer.json %s/tpl_tok/",
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/tpl_tok && cp tests/fixtures/tokenizers/gpt2_bpe/tokenizer.json %s/tpl_tok/",
              tmpdir, tmpdir);
     CHECK(system(cmd) == 0, "%s", cmd);
-    const char *template = "{% for m in messages %}{{ '<|' + m['role'] + '|>\\n' + m['content'] | trim }}"
-                           "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}";
+    const char *template =
+        "{% for m in messages %}{{ '<|' + m['role'] + '|>\\n' + m['content'] | trim }}"
+        "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}";
     cJSON *cfg = cJSON_CreateObject();
     cJSON_AddStringToObject(cfg, "bos_token", "<|endoftext|>");
     cJSON_AddStringToObject(cfg, "eos_token", "<|endoftext|>");
@@ -229,10 +231,11 @@ TEST(chat_with_the_tokenizers_template) {
     hft_tokenizer *tok = NULL;
     CHECK_OK(hft_tokenizer_load(tpath("tpl_tok"), &tok), NULL);
     if (!tok) return;
-    const char *rows[2] = {"[{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Hi\"}, "
-                           "{\"role\": \"assistant\", \"content\": \" Yo there \"}, {\"role\": \"user\", \"content\": \"Bye\"}, "
-                           "{\"role\": \"assistant\", \"content\": \"Ok\"}]",
-                           "[{\"role\": \"user\", \"content\": \"Q\"}]"};
+    const char *rows[2] = {
+        "[{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Hi\"}, "
+        "{\"role\": \"assistant\", \"content\": \" Yo there \"}, {\"role\": \"user\", \"content\": \"Bye\"}, "
+        "{\"role\": \"assistant\", \"content\": \"Ok\"}]",
+        "[{\"role\": \"user\", \"content\": \"Q\"}]"};
     char file[2048];
     snprintf(file, sizeof file, "{\"messages\": %s}\n{\"messages\": %s}\n", rows[0], rows[1]);
     hft_data_spec s = spec_of(write_file("chat_tpl.jsonl", file), HFT_DATA_JSONL, HFT_DATA_CHAT);
@@ -255,8 +258,8 @@ TEST(chat_with_the_tokenizers_template) {
         for (int64_t i = 0; ex.labels && i < ex.n && k < 256; i++)
             if (ex.labels[i] != -100) loss_ids[k++] = ex.labels[i];
         CHECK_OK(hft_tokenizer_decode(tok, loss_ids, k, false, &decoded, &len), NULL);
-        CHECK(decoded && strcmp(decoded, want_loss[r]) == 0, "row %d: the loss tokens read [%s], expected [%s]", r,
-              decoded ? decoded : "", want_loss[r]);
+        CHECK(decoded && strcmp(decoded, want_loss[r]) == 0,
+              "row %d: the loss tokens read [%s], expected [%s]", r, decoded ? decoded : "", want_loss[r]);
         free(text), free(decoded);
         hft_encoding_free(&enc);
     }
@@ -274,6 +277,19 @@ TEST(chat_with_the_tokenizers_template) {
     tok = NULL;
     CHECK_OK(hft_tokenizer_load(tpath("tpl_tok"), &tok), NULL);
     load_fails(&s, tok, "chat_tpl.jsonl:1: ", "the template raised an exception: only two roles");
+    hft_tokenizer_free(tok);
+    /* a template that rewrites content: its loss span cannot be found, and the row says so */
+    cfg = cJSON_CreateObject();
+    cJSON_AddStringToObject(cfg, "eos_token", "<|endoftext|>");
+    cJSON_AddStringToObject(cfg, "chat_template",
+                            "{% for m in messages %}{{ m['content'] | upper }}{% endfor %}");
+    cfg_text = cJSON_Print(cfg);
+    write_file("tpl_tok/tokenizer_config.json", cfg_text);
+    free(cfg_text);
+    cJSON_Delete(cfg);
+    tok = NULL;
+    CHECK_OK(hft_tokenizer_load(tpath("tpl_tok"), &tok), NULL);
+    load_fails(&s, tok, "chat_tpl.jsonl:1: ", "the chat template does not render this content as given");
     hft_tokenizer_free(tok);
 }
 

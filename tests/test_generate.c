@@ -190,12 +190,47 @@ TEST(batched_left_padded_greedy_matches_transformers) {
     hft_safetensors_close(f);
 }
 
+/* Settings generation cannot run with are refused, each with a message that says why. */
+TEST(bad_settings_are_refused_with_a_message) {
+    hft_model *bert = load("bert_mlm"), *gpt = load("gpt2");
+    hft_kv_cache *c = NULL;
+    CHECK(bert && hft_kv_cache_new(bert, 1, 8, &c) == HFT_EUNSUPPORTED &&
+              strstr(hft_error_message(), "incremental decoding is for causal language models"),
+          "a KV cache for BERT: %s", hft_error_message());
+    hft_ctx *ctx = hft_ctx_new(NULL);
+    int64_t prompt[2] = {1, 2}, out[4], n_out = 0;
+    hft_generate_options o = hft_generate_defaults();
+    o.max_new_tokens = 4;
+    o.do_sample = true;
+    o.temperature = 0;
+    CHECK(gpt && hft_generate(ctx, gpt, prompt, 2, &o, out, &n_out, NULL, NULL) == HFT_EINVAL &&
+              strstr(hft_error_message(), "sampling needs a temperature > 0"),
+          "temperature 0: %s", hft_error_message());
+    o.temperature = 1, o.top_p = 0;
+    CHECK(gpt && hft_generate(ctx, gpt, prompt, 2, &o, out, &n_out, NULL, NULL) == HFT_EINVAL &&
+              strstr(hft_error_message(), "expected top_p in (0, 1]"),
+          "top_p 0: %s", hft_error_message());
+    o.top_p = 1;
+    CHECK(gpt && hft_generate(ctx, gpt, prompt, 0, &o, out, &n_out, NULL, NULL) == HFT_EINVAL &&
+              strstr(hft_error_message(), "is empty (give at least one token"),
+          "an empty prompt: %s", hft_error_message());
+    double ppl;
+    int64_t tokens;
+    CHECK(gpt && hft_perplexity(ctx, gpt, prompt, 2, 1, 1, &ppl, &tokens) == HFT_EINVAL &&
+              strstr(hft_error_message(), "max_length 1"),
+          "perplexity with max_length 1: %s", hft_error_message());
+    hft_ctx_free(ctx);
+    hft_model_free(bert);
+    hft_model_free(gpt);
+}
+
 int main(int argc, char **argv) {
     static const test_case cases[] = {
         {"decoding_with_the_cache_equals_a_full_forward", decoding_with_the_cache_equals_a_full_forward},
         {"greedy_and_processed_scores_match_transformers", greedy_and_processed_scores_match_transformers},
         {"perplexity_matches_the_transformers_guide", perplexity_matches_the_transformers_guide},
         {"batched_left_padded_greedy_matches_transformers", batched_left_padded_greedy_matches_transformers},
+        {"bad_settings_are_refused_with_a_message", bad_settings_are_refused_with_a_message},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

@@ -119,4 +119,12 @@ EOF
 grep -q "3 tokens in .*prompt of [0-9]* tokens" "$work/chat.err"
 if "$bin/hft-generate" "$work/gpt2-export" --chat --prompt "Hello" > /dev/null 2> "$work/chat2.err"; then exit 1; fi
 grep -q "the tokenizer has no chat_template" "$work/chat2.err"
+echo "== bad exports and prompt files are refused with a message"
+if "$bin/hft-export" "$work/gpt2-export" "$work/x-export" --dtype int8 2> "$work/x1.err"; then exit 1; fi
+grep -q -- "--dtype int8: expected float32, bfloat16 or float16" "$work/x1.err"
+if "$bin/hft-export" "$work/lora-adapter" "$work/x-export" --dtype bfloat16 2> "$work/x2.err"; then exit 1; fi
+grep -q -- "--dtype applies to a model's weights" "$work/x2.err"
+printf '{"text": "no prompt here"}\n' > "$work/bad.jsonl"
+if "$bin/hft-generate" "$work/gpt2-export" --file "$work/bad.jsonl" > /dev/null 2> "$work/x3.err"; then exit 1; fi
+grep -q 'bad.jsonl:1: expected a JSON object with a string "prompt"' "$work/x3.err"
 echo "all recipes ran"
