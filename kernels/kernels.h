@@ -409,11 +409,38 @@ typedef struct hft_adafactor_args {
     double beta1, beta2t, eps1, clip_threshold, lr, decay;
 } hft_adafactor_args;
 
+/* ---------------------------------------------------------------- device memory and synchronisation */
+
+typedef enum hft_copy_kind { HFT_COPY_H2D = 0, HFT_COPY_D2H, HFT_COPY_D2D } hft_copy_kind;
+
+/* What a device backend adds to its kernel table: memory, copies and waiting. Kernels of a device table
+ * take device pointers and are queued on the backend's compute stream of the current device; they return
+ * at once. A failure inside a queued kernel is kept (the first one) and reported by the next call that
+ * returns a status (copy to the host, synchronize). */
+typedef struct hft_device_api {
+    int (*device_count)(void);
+    hft_status (*set_device)(int index);
+    /* "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB" into buf. */
+    hft_status (*describe)(int index, char *buf, size_t size);
+    void *(*alloc)(size_t bytes); /* NULL with the error recorded */
+    void (*free)(void *p);
+    void *(*alloc_pinned)(size_t bytes); /* page-locked host memory, for copies that overlap compute */
+    void (*free_pinned)(void *p);
+    /* Ordered after the kernels queued before it; a copy to the host waits for it to land. */
+    hft_status (*copy)(void *dst, const void *src, size_t bytes, hft_copy_kind kind);
+    hft_status (*zero)(void *p, size_t bytes);
+    hft_status (*synchronize)(void);
+    /* Deterministic kernels only (on by default): every reduction in a fixed order, no atomics on floats,
+     * GEMM algorithms that do not split K nondeterministically. */
+    void (*set_deterministic)(bool on);
+} hft_device_api;
+
 /* ---------------------------------------------------------------- the kernel table of a backend */
 
 typedef struct hft_kernels {
     const char *name;
     hft_device_type device;
+    const hft_device_api *dev; /* NULL for the CPU */
     void (*gemm[HFT_DTYPE_COUNT])(const hft_gemm_args *);
     void (*map[HFT_DTYPE_COUNT])(const hft_map_args *);
     void (*reduce[HFT_DTYPE_COUNT])(const hft_reduce_args *);
@@ -445,8 +472,25 @@ typedef struct hft_kernels {
     double (*sumsq[HFT_DTYPE_COUNT])(const void *x, int64_t n);
 } hft_kernels;
 
-/* The table for a device type, or NULL when that backend is not available in this process. */
+/* The table for a device type, or NULL when that backend is not available in this process (for CUDA: until
+ * hft_cuda_load has succeeded). */
 const hft_kernels *hft_kernels_for(hft_device_type device);
+
+/* Loads the CUDA module once and returns its table, or NULL with an error saying why (no module built, no
+ * driver, no GPU). The module is $HFT_CUDA_MODULE when set, else libhft_cuda.so beside the executable or
+ * on the library path. Binaries start and run on the CPU where it cannot load. */
+const hft_kernels *hft_cuda_load(void);
+
+/* What the loader hands the CUDA module, so that the module reports errors through hft_error. */
+#define HFT_CUDA_MODULE_ABI 1
+typedef struct hft_cuda_host {
+    int abi;
+    hft_status (*error)(hft_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+    void (*philox)(const uint32_t key[2], const uint32_t ctr[4], uint32_t out[4]);
+} hft_cuda_host;
+/* The module's one entry point (dlsym "hft_cuda_module_open"): its table, or NULL with the error reported
+ * through host->error. */
+typedef const hft_kernels *(*hft_cuda_module_open_fn)(const hft_cuda_host *host);
 /* The CPU table of a given ISA path (for tests that compare paths). */
 const hft_kernels *hft_cpu_kernels(hft_isa isa);
 

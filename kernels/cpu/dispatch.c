@@ -6,7 +6,12 @@ const hft_kernels *cpu_table_generic(void);
 const hft_kernels *cpu_table_avx2(void);
 const hft_kernels *cpu_table_avx512(void);
 
-static const hft_kernels *cuda_table; /* set by the CUDA module when it loads (issue: CUDA backend) */
+static const hft_kernels *cuda_table; /* set by hft_cuda_load (cuda_loader.c) */
+
+void hft_kernels_set_cuda(const hft_kernels *table);
+void hft_kernels_set_cuda(const hft_kernels *table) {
+    cuda_table = table;
+}
 
 const hft_kernels *hft_cpu_kernels(hft_isa isa) {
     if (isa > hft_cpu_isa()) return NULL; /* the CPU cannot run that path */
