@@ -100,6 +100,9 @@ TEST(bad_recipes_name_the_line_and_key) {
     EXPECT_ERROR("training:\n  seed: 1\n    x: 2\n", 0, NULL, "r.yaml:", "not valid YAML");
     EXPECT_ERROR("path: x\n", 0, NULL, "'path' is a key of more than one section");
     EXPECT_ERROR("training:\n  bf16: true\n  fp16: true\n", 0, NULL, "bf16 and fp16 cannot both be true");
+    EXPECT_ERROR("training:\n  device: gpu\n", 0, NULL, "r.yaml:6", "device", "cpu, cuda, cuda:N or auto",
+                 "'gpu'");
+    EXPECT_ERROR("training:\n  device: cuda:x\n", 0, NULL, "r.yaml:6", "'cuda:x'");
     EXPECT_ERROR("training:\n  load_best_model_at_end: true\n", 0, NULL, "needs evaluation");
     EXPECT_ERROR(
         "training:\n  load_best_model_at_end: true\n  eval_strategy: steps\n  save_strategy: epoch\n", 0,
@@ -171,7 +174,8 @@ TEST(list_keys_take_yaml_lists_and_command_line_lists) {
           r ? r->sample_prompts : hft_error_message());
     hft_recipe_free(r);
     r = load("training:\n  sample_prompts: Just one\n", 0, NULL, &st);
-    CHECK(r && strcmp(r->sample_prompts, "[\"Just one\"]") == 0, "one string: %s", r ? r->sample_prompts : "");
+    CHECK(r && strcmp(r->sample_prompts, "[\"Just one\"]") == 0, "one string: %s",
+          r ? r->sample_prompts : "");
     hft_recipe_free(r);
     EXPECT_ERROR("training:\n  sample_prompts:\n    - [1, 2]\n", 0, NULL, "r.yaml:7", "sample_prompts",
                  "expected a list of strings");
@@ -202,7 +206,8 @@ int main(int argc, char **argv) {
         {"sections_flat_keys_aliases_and_overrides", sections_flat_keys_aliases_and_overrides},
         {"bad_recipes_name_the_line_and_key", bad_recipes_name_the_line_and_key},
         {"lora_section", lora_section},
-        {"list_keys_take_yaml_lists_and_command_line_lists", list_keys_take_yaml_lists_and_command_line_lists},
+        {"list_keys_take_yaml_lists_and_command_line_lists",
+         list_keys_take_yaml_lists_and_command_line_lists},
         {"help_lists_every_key_with_its_default", help_lists_every_key_with_its_default},
     };
     int rc = test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));

@@ -395,9 +395,23 @@ static int logged_losses(const char *run, double *out, int n) {
 
 /* bf16 autocast for 200 steps of the tiny GPT: every logged loss (a mean over 10 steps) within 2% of the
  * fp32 run's, and the runs really differ (autocast is on). */
+/* device: cuda where no GPU can be used (no driver here; under the emulator module: GPU training not yet
+ * wired) is one clear error naming the recipe line, before any model is loaded. */
+TEST(device_cuda_is_a_clear_error_where_it_cannot_run) {
+    hft_recipe *r = recipe("cuda", "  device: cuda\n", 0, NULL);
+    bool stopped = false;
+    hft_status st = hft_train(r, &stopped);
+    CHECK(st != HFT_OK, "device: cuda trained on this machine");
+    const char *m = hft_error_message();
+    CHECK(strstr(m, "cuda.yaml:") && strstr(m, "device cuda") && (strstr(m, "GPU") || strstr(m, "CUDA")),
+          "message: %s", m);
+    hft_recipe_free(r);
+}
+
 TEST(bf16_training_stays_within_a_band_of_fp32) {
     write_config(0.0);
-    char *f32_ov[] = {"max_steps=200", "logging_steps=10"}, *bf16_ov[] = {"max_steps=200", "logging_steps=10", "bf16=true"};
+    char *f32_ov[] = {"max_steps=200", "logging_steps=10"},
+         *bf16_ov[] = {"max_steps=200", "logging_steps=10", "bf16=true"};
     CHECK(train("band32", "", 2, f32_ov) && train("band16", "", 3, bf16_ov), "both runs finish");
     double a[32], b[32], worst = 0;
     int na = logged_losses("band32", a, 32), nb = logged_losses("band16", b, 32);
@@ -408,7 +422,8 @@ TEST(bf16_training_stays_within_a_band_of_fp32) {
         if (rel > worst) worst = rel;
         differ |= a[i] != b[i];
     }
-    printf("  fp32 loss %.4f -> %.4f; bf16 within %.3f%% of it at every log line\n", a[0], a[na - 1], 100 * worst);
+    printf("  fp32 loss %.4f -> %.4f; bf16 within %.3f%% of it at every log line\n", a[0], a[na - 1],
+           100 * worst);
     CHECK(worst <= 0.02, "bf16's loss is %.2f%% away from fp32's", 100 * worst);
     CHECK(differ, "the bf16 run computes something else than the fp32 one");
     CHECK(a[na - 1] < a[0] - 0.5 && b[nb - 1] < b[0] - 0.5, "both learn");
@@ -459,6 +474,8 @@ int main(int argc, char **argv) {
         {"early_stopping_ends_a_run_that_stops_improving", early_stopping_ends_a_run_that_stops_improving},
         {"lora_resume_is_bit_identical_and_the_base_is_checked",
          lora_resume_is_bit_identical_and_the_base_is_checked},
+        {"device_cuda_is_a_clear_error_where_it_cannot_run",
+         device_cuda_is_a_clear_error_where_it_cannot_run},
         {"bf16_training_stays_within_a_band_of_fp32", bf16_training_stays_within_a_band_of_fp32},
         {"mixed_precision_resume_is_bit_identical", mixed_precision_resume_is_bit_identical},
     };

@@ -50,7 +50,8 @@ static const key_spec keys[] = {
      "load as this architecture, e.g. BertForSequenceClassification (adds a new head)"},
     {"model", "num_labels", NULL, K_INT, F(num_labels), "0", 0, 1e9, false, NULL,
      "labels of a new classification head (0: the model config's)"},
-    {"model", "dtype", "torch_dtype", K_ENUM, F(model_dtype), "float32", 0, 0, false, "float32|bfloat16|float16|auto",
+    {"model", "dtype", "torch_dtype", K_ENUM, F(model_dtype), "float32", 0, 0, false,
+     "float32|bfloat16|float16|auto",
      "how the weights are held (only float32 yet; bf16: true trains with bf16 GEMM inputs)"},
     {"tokenizer", "path", NULL, K_STR, F(tokenizer_path), "", 0, 0, false, NULL,
      "tokenizer.json or its folder; \"bytes\" for a byte-level tokenizer; default: the model folder"},
@@ -151,6 +152,8 @@ static const key_spec keys[] = {
     {"training", "bf16", NULL, K_BOOL, F(bf16), "false", 0, 0, false, NULL, "bfloat16 mixed precision"},
     {"training", "fp16", NULL, K_BOOL, F(fp16), "false", 0, 0, false, NULL,
      "float16 mixed precision with loss scaling"},
+    {"training", "device", NULL, K_STR, F(device), "auto", 0, 0, false, NULL,
+     "cpu, cuda, cuda:N or auto (under mpirun, cuda takes the local rank's GPU)"},
     {"training", "threads", NULL, K_INT, F(threads), "0", 0, 4096, false, NULL,
      "CPU threads (0: OMP_NUM_THREADS, else all cores; under mpirun, cores / ranks on the node)"},
     {"training", "ddp_timeout", NULL, K_NUM, F(ddp_timeout), "1800", 1e-3, INF, false, NULL,
@@ -753,6 +756,14 @@ static hft_status check(hft_recipe *r) {
                     hft_recipe_where(r, "save_steps", w, sizeof w), r->save_steps, every);
         }
     }
+    const char *dev = r->device;
+    if (strcmp(dev, "cpu") != 0 && strcmp(dev, "cuda") != 0 && strcmp(dev, "auto") != 0) {
+        char *end = NULL;
+        long idx = strncmp(dev, "cuda:", 5) == 0 && dev[5] ? strtol(dev + 5, &end, 10) : -1;
+        if (idx < 0 || !end || *end)
+            return hft_error(HFT_EINVAL, "%s: device: expected cpu, cuda, cuda:N or auto, not '%s'",
+                             hft_recipe_where(r, "device", w, sizeof w), dev);
+    }
     const char *res = r->resume_from_checkpoint;
     bool b;
     if (*res && !parse_bool(res, &b) && !exists(res))
@@ -767,7 +778,8 @@ static hft_status check(hft_recipe *r) {
 void hft_recipe_free(hft_recipe *r) {
     if (!r) return;
     for (int i = 0; i < N_KEYS; i++)
-        if (keys[i].kind == K_STR || keys[i].kind == K_FILE || keys[i].kind == K_ENUM || keys[i].kind == K_LIST)
+        if (keys[i].kind == K_STR || keys[i].kind == K_FILE || keys[i].kind == K_ENUM ||
+            keys[i].kind == K_LIST)
             free(*str_at(r, &keys[i]));
     free(r->path);
     free(r->lora_json);

@@ -36,6 +36,7 @@ typedef struct hft_recipe {
     int64_t per_device_train_batch_size, per_device_eval_batch_size, gradient_accumulation_steps;
     double learning_rate, weight_decay, adam_beta1, adam_beta2, adam_epsilon, max_grad_norm;
     char *optim, *lr_scheduler_type;
+    char *device; /* cpu, cuda, cuda:N, auto */
     double warmup_ratio, warmup_steps;
     double logging_steps;
     bool logging_first_step;

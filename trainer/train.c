@@ -100,10 +100,11 @@ static hft_status attach_lora(trainer *t) {
         frozen_bytes += hft_tensor_nbytes(p->value);
         if (p->value->dtype != HFT_F32) low_bytes += hft_tensor_nbytes(p->value);
     }
-    printf("LoRA: %d modules adapted; %lld of %lld parameters train (%.3f%%), the base is frozen (%.1f MiB%s)\n",
-           hft_lora_module_count(t->model), (long long)hft_paramset_trainable_numel(ps), (long long)total,
-           100.0 * (double)hft_paramset_trainable_numel(ps) / (double)(total ? total : 1),
-           (double)frozen_bytes / 1048576.0, low_bytes ? ", its matrices in low precision" : "");
+    printf(
+        "LoRA: %d modules adapted; %lld of %lld parameters train (%.3f%%), the base is frozen (%.1f MiB%s)\n",
+        hft_lora_module_count(t->model), (long long)hft_paramset_trainable_numel(ps), (long long)total,
+        100.0 * (double)hft_paramset_trainable_numel(ps) / (double)(total ? total : 1),
+        (double)frozen_bytes / 1048576.0, low_bytes ? ", its matrices in low precision" : "");
     return HFT_OK;
 }
 
@@ -119,9 +120,9 @@ static hft_status load_base_model(trainer *t) {
                           .num_labels = r->num_labels,
                           .seed = (uint64_t)r->seed};
     if (r->lora_json) { /* model.dtype: how the frozen base is held */
-        o.hold_dtype = strcmp(r->model_dtype, "bfloat16") == 0 ? HFT_BF16
+        o.hold_dtype = strcmp(r->model_dtype, "bfloat16") == 0  ? HFT_BF16
                        : strcmp(r->model_dtype, "float16") == 0 ? HFT_F16
-                                                                 : HFT_F32;
+                                                                : HFT_F32;
         o.hold_as_stored = strcmp(r->model_dtype, "auto") == 0;
     }
     if (*r->model_path) {
@@ -312,15 +313,43 @@ static hft_status build_optimizer(trainer *t) {
     return HFT_OK;
 }
 
+/* The recipe's device. The CUDA op table is there (kernels/cuda, each op tested against its CPU twin), but
+ * the Trainer does not yet place its tensors on a GPU: device cuda checks that a GPU could be used and then
+ * says so plainly; auto runs on the CPU. */
+static hft_status resolve_device(const trainer *t) {
+    const char *dev = t->r->device;
+    char w[600], why[600], desc[256] = "";
+    if (strcmp(dev, "cpu") == 0 || strcmp(dev, "auto") == 0) return HFT_OK;
+    hft_recipe_where(t->r, "device", w, sizeof w);
+    int index = dev[4] == ':' ? atoi(dev + 5) : t->dist ? hft_dist_local_rank(t->dist) : 0;
+    const hft_kernels *k = hft_cuda_load();
+    if (!k) {
+        snprintf(why, sizeof why, "%s", hft_error_message());
+        return hft_error(hft_error_status(), "%s: device %s: %s", w, dev, why);
+    }
+    int n = k->dev->device_count();
+    if (index >= n)
+        return hft_error(HFT_EDEVICE, "%s: device %s: this machine has %d GPU%s (cuda:0 .. cuda:%d)", w, dev,
+                         n, n == 1 ? "" : "s", n - 1);
+    (void)k->dev->describe(index, desc, sizeof desc);
+    return hft_error(
+        HFT_EUNSUPPORTED,
+        "%s: device %s (%s): training on a GPU is not available yet: the CUDA kernels are built and "
+        "tested, but the Trainer does not place tensors on the GPU yet; use device: cpu",
+        w, dev, desc);
+}
+
 static hft_status setup(trainer *t) {
     const hft_recipe *r = t->r;
     char w[600];
+    HFT_TRY(resolve_device(t));
     if ((strcmp(r->model_dtype, "bfloat16") == 0 || strcmp(r->model_dtype, "float16") == 0) && !r->lora_json)
-        return hft_error(HFT_EUNSUPPORTED,
-                         "%s: model.dtype %s holds a frozen base in low precision, for LoRA; a full fine-tune "
-                         "trains float32 master weights (with bf16: true for bf16 compute): remove model.dtype "
-                         "or add a lora section",
-                         hft_recipe_where(r, "dtype", w, sizeof w), r->model_dtype);
+        return hft_error(
+            HFT_EUNSUPPORTED,
+            "%s: model.dtype %s holds a frozen base in low precision, for LoRA; a full fine-tune "
+            "trains float32 master weights (with bf16: true for bf16 compute): remove model.dtype "
+            "or add a lora section",
+            hft_recipe_where(r, "dtype", w, sizeof w), r->model_dtype);
     t->autocast = r->bf16 ? HFT_BF16 : r->fp16 ? HFT_F16 : HFT_F32;
     if (r->fp16) {
         hft_loss_scaler_config sc = hft_loss_scaler_defaults();
@@ -461,19 +490,20 @@ static hft_status resume(trainer *t) {
         int64_t positions[4096], next = hft_sampler_next_position(t->sampler);
         if (t->world > 1 && s.world_size == t->world && t->world <= 4096 &&
             train_state_rank_positions(state_path, t->world, positions) && positions[t->rank] != next)
-            st = hft_error(HFT_EINVAL, "%s: rank %d was to read sample %lld next, this run would read %lld", dir,
-                           t->rank, (long long)positions[t->rank], (long long)next);
+            st = hft_error(HFT_EINVAL, "%s: rank %d was to read sample %lld next, this run would read %lld",
+                           dir, t->rank, (long long)positions[t->rank], (long long)next);
     }
     if (st == HFT_OK) {
         printf("resuming from %s at step %lld (epoch %lld, %lld examples into it)\n", dir,
                (long long)s.global_step, (long long)s.cursor.epoch, (long long)s.cursor.offset);
         if (s.world_size != t->world)
-            printf("note: the checkpoint was written by %lld process%s, this run has %d: the data goes on from "
-                   "example %lld of epoch %lld in the same order, each step now takes %lld examples, and the "
-                   "step count and schedule go on from step %lld\n",
-                   (long long)s.world_size, s.world_size == 1 ? "" : "es", t->world, (long long)s.cursor.offset,
-                   (long long)s.cursor.epoch, (long long)(t->batch_size * t->accum * t->world),
-                   (long long)s.global_step);
+            printf(
+                "note: the checkpoint was written by %lld process%s, this run has %d: the data goes on from "
+                "example %lld of epoch %lld in the same order, each step now takes %lld examples, and the "
+                "step count and schedule go on from step %lld\n",
+                (long long)s.world_size, s.world_size == 1 ? "" : "es", t->world, (long long)s.cursor.offset,
+                (long long)s.cursor.epoch, (long long)(t->batch_size * t->accum * t->world),
+                (long long)s.global_step);
     }
     free(state_path);
     free(dir);
@@ -635,13 +665,14 @@ static hft_status train_step(trainer *t, double *step_loss) {
 /* ---------------------------------------------------------------- evaluation */
 
 /* The ranks' evaluation sums, added up (every rank then takes the same early-stopping decision). */
-static hft_status gather_eval(trainer *t, double *sum_means, int64_t *batches, int64_t *correct, int64_t *seen,
-                              int64_t *tp, int64_t *fp, int64_t *fn, int64_t nl) {
+static hft_status gather_eval(trainer *t, double *sum_means, int64_t *batches, int64_t *correct,
+                              int64_t *seen, int64_t *tp, int64_t *fp, int64_t *fn, int64_t nl) {
     int64_t k = nl > 0 ? nl : 1, n = 4 + 3 * k;
     double *v = malloc(sizeof *v * (size_t)n);
     if (!v) return hft_error(HFT_ENOMEM, "out of memory");
     v[0] = *sum_means, v[1] = (double)*batches, v[2] = (double)*correct, v[3] = (double)*seen;
-    for (int64_t c = 0; c < k; c++) v[4 + c] = (double)tp[c], v[4 + k + c] = (double)fp[c], v[4 + 2 * k + c] = (double)fn[c];
+    for (int64_t c = 0; c < k; c++)
+        v[4 + c] = (double)tp[c], v[4 + k + c] = (double)fp[c], v[4 + 2 * k + c] = (double)fn[c];
     hft_status st = hft_dist_allreduce_f64(t->dist, v, (int)n, HFT_DIST_SUM, "summing the evaluation");
     *sum_means = v[0], *batches = (int64_t)v[1], *correct = (int64_t)v[2], *seen = (int64_t)v[3];
     for (int64_t c = 0; c < k; c++)
@@ -700,7 +731,8 @@ static hft_status evaluate(trainer *t, log_entry *e) {
         hft_ctx_reset(t->ctx);
     }
     hft_set_grad_enabled(t->ctx, prev);
-    if (st == HFT_OK && t->world > 1) st = gather_eval(t, &sum_means, &batches, &correct, &seen, tp, fp, fn, nl);
+    if (st == HFT_OK && t->world > 1)
+        st = gather_eval(t, &sum_means, &batches, &correct, &seen, tp, fp, fn, nl);
     if (st == HFT_OK) {
         double loss = batches ? sum_means / (double)batches : NAN; /* HF: the mean of per-batch mean losses */
         log_entry_set(e, "eval_loss", loss);
@@ -743,7 +775,8 @@ static hft_status log_samples(trainer *t) {
         char *text = NULL;
         int64_t generated = 0;
         bool prev = hft_set_grad_enabled(t->ctx, false);
-        st = generate_sample(t->ctx, t->model, t->tok, p->valuestring, t->r->sample_tokens, t->seed, &text, &generated);
+        st = generate_sample(t->ctx, t->model, t->tok, p->valuestring, t->r->sample_tokens, t->seed, &text,
+                             &generated);
         hft_set_grad_enabled(t->ctx, prev);
         if (st != HFT_OK) break;
         printf("sample at step %lld: %s%s\n", (long long)t->global_step, p->valuestring, text);
@@ -847,7 +880,8 @@ static void print_plan(const trainer *t) {
            (long long)(t->batch_size * t->accum * t->world), (long long)t->batch_size, (long long)t->accum,
            t->world, t->world == 1 ? "" : "es");
     if (t->world > 1)
-        printf("  data parallel over MPI: %d ranks (%d on this node), %d thread%s each; gradients all-reduced in "
+        printf("  data parallel over MPI: %d ranks (%d on this node), %d thread%s each; gradients "
+               "all-reduced in "
                "%d bucket%s during backward; evaluation batches shared out\n",
                t->world, hft_dist_local_world(t->dist), hft_threads_get(), hft_threads_get() == 1 ? "" : "s",
                hft_paramset_bucket_count(hft_model_params(t->model)),
@@ -888,11 +922,12 @@ static hft_status finish(trainer *t, double train_loss_mean) {
     HFT_TRY(logbook_add(&t->log, &e));
     logbook_print(&t->log, &e, t->total_steps);
     if (t->sync)
-        printf("gradient all-reduce: %d bucket%s a step, %d started during backward; %.0f ms a step waited for "
-               "after backward\n",
-               hft_paramset_bucket_count(hft_model_params(t->model)),
-               hft_paramset_bucket_count(hft_model_params(t->model)) == 1 ? "" : "s",
-               hft_grad_sync_overlapped(t->sync), 1e3 * hft_grad_sync_waited(t->sync));
+        printf(
+            "gradient all-reduce: %d bucket%s a step, %d started during backward; %.0f ms a step waited for "
+            "after backward\n",
+            hft_paramset_bucket_count(hft_model_params(t->model)),
+            hft_paramset_bucket_count(hft_model_params(t->model)) == 1 ? "" : "s",
+            hft_grad_sync_overlapped(t->sync), 1e3 * hft_grad_sync_waited(t->sync));
     if (!t->main) return HFT_OK; /* rank 0 writes the model */
     hft_memory_stats mem;
     hft_ctx_memory(t->ctx, &mem);
@@ -948,8 +983,9 @@ static hft_status join_ranks(trainer *t) {
     if (!mem) return hft_error(HFT_ENOMEM, "out of memory");
     hft_recipe_write_set(t->r, mem);
     hft_model_fingerprint(t->model, fp);
-    fprintf(mem, "model: %s, fingerprint %s\ntrain examples: %lld\neval examples: %lld\nLoRA base digest: %s\n"
-                 "resumed at step: %lld\n",
+    fprintf(mem,
+            "model: %s, fingerprint %s\ntrain examples: %lld\neval examples: %lld\nLoRA base digest: %s\n"
+            "resumed at step: %lld\n",
             hft_model_architecture(t->model), fp, (long long)hft_dataset_size(t->train),
             (long long)(t->eval ? hft_dataset_size(t->eval) : 0), t->base_digest, (long long)t->global_step);
     fclose(mem);
