@@ -139,6 +139,12 @@ typedef struct hft_kview {
     int64_t stride[HFT_MAX_DIMS];
 } hft_kview;
 
+/* What a GEMM applies to its result before storing it (hft_gemm_args.epilogue). */
+typedef enum hft_gemm_epilogue {
+    HFT_EPILOGUE_NONE = 0,
+    HFT_EPILOGUE_GELU_TANH, /* C = gelu_tanh(value), as HFT_MAP_GELU_TANH computes it */
+} hft_gemm_epilogue;
+
 /* C = alpha op(A) op(B) + beta C for `batch` matrices. Matrices are row-major with leading dimension
  * ld*; trans_* selects op(X) = Xᵀ; trans_c says C is stored transposed (column-major, ldc between
  * columns), which the kernel computes as Cᵀ = op(B)ᵀ op(A)ᵀ. Batch strides of 0 broadcast an operand;
@@ -158,6 +164,13 @@ typedef struct hft_gemm_args {
     /* The f32 GEMM only: operands held in bf16 or f16 (autocast's weight cache), multiplied exactly with f32
      * accumulation; HFT_F32 (0) for f32 operands. Batch 1 only. */
     hft_dtype a_type, b_type;
+    /* The epilogue (all zero: none, so a caller that does not name these fields is unchanged). Batch 1 and
+     * trans_c false only. value = alpha op(A) op(B) + beta C + bias, with bias [n] in C's dtype added to every
+     * row (NULL: no bias); then GELU_TANH stores value in pre_act (same layout and ldc as C; NULL when not
+     * wanted) and gelu_tanh(value) in C. pre_act is only meaningful with GELU_TANH. */
+    const void *bias;
+    hft_gemm_epilogue epilogue;
+    void *pre_act;
 } hft_gemm_args;
 
 /* Element-wise maps: out (+)= f(in[0], in[1], in[2]) over out's shape; the inputs are views already

@@ -4,9 +4,11 @@
  * batched GEMMs run one per thread. Transposed operands are passed as flags, never copied; a transposed
  * destination is computed as Cᵀ = op(B)ᵀ op(A)ᵀ. */
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/cpu_math.h"
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,7 +139,7 @@ static const float *widen(int slot, hft_dtype type, const void *src, int64_t row
     return scratch[slot];
 }
 
-static void gemm(hft_dtype dt, const hft_gemm_args *args);
+static void gemm_core(hft_dtype dt, const hft_gemm_args *args);
 
 static void gemm_low_operands(const hft_gemm_args *args) {
     hft_gemm_args g = *args;
@@ -154,14 +156,10 @@ static void gemm_low_operands(const hft_gemm_args *args) {
     if (!g.a || !g.b) abort(); /* out of memory for a scratch buffer the size of one weight */
     g.a_type = g.b_type = HFT_F32;
     g.batch = 1;
-    gemm(HFT_F32, &g);
+    gemm_core(HFT_F32, &g);
 }
 
-static void gemm(hft_dtype dt, const hft_gemm_args *args) {
-    if (dt == HFT_F32 && (args->a_type != HFT_F32 || args->b_type != HFT_F32)) {
-        gemm_low_operands(args);
-        return;
-    }
+static void gemm_core(hft_dtype dt, const hft_gemm_args *args) {
     size_t es = hft_dtype_size(dt);
     batch_job j = {.g = {.dt = dt,
                          .ta = args->trans_a,
@@ -217,6 +215,75 @@ static void gemm(hft_dtype dt, const hft_gemm_args *args) {
         g->beta = (j.sc == 0 && i > 0) ? 1.0 : beta;
         gemm_parallel(g);
     }
+}
+
+/* ---------------------------------------------------------------- the epilogue */
+
+/* A post-pass over C's rows (the CUDA GEMM fuses it into cuBLASLt's epilogue): value = C + bias, stored in
+ * pre_act, C = gelu_tanh(value) with map_impl.h's formula (the f32 hft_tanhf, libm's tanh in f64). */
+typedef struct epilogue_job {
+    hft_dtype dt;
+    int64_t n, ldc;
+    char *c, *pre;
+    const char *bias;
+    bool gelu;
+} epilogue_job;
+
+static void epilogue_row_f32(int64_t n, float *c, float *pre, const float *bias, bool gelu) {
+    if (bias)
+        for (int64_t j = 0; j < n; j++) c[j] += bias[j];
+    if (!gelu) return;
+    if (pre) memcpy(pre, c, sizeof(float) * (size_t)n);
+    for (int64_t j = 0; j < n; j++) {
+        float x = c[j];
+        c[j] = 0.5f * x * (1.0f + hft_tanhf((float)HFT_SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)));
+    }
+}
+
+static void epilogue_row_f64(int64_t n, double *c, double *pre, const double *bias, bool gelu) {
+    if (bias)
+        for (int64_t j = 0; j < n; j++) c[j] += bias[j];
+    if (!gelu) return;
+    if (pre) memcpy(pre, c, sizeof(double) * (size_t)n);
+    for (int64_t j = 0; j < n; j++) {
+        double x = c[j];
+        c[j] = 0.5 * x * (1.0 + tanh(HFT_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+    }
+}
+
+static void epilogue_rows(int64_t r0, int64_t r1, void *job) {
+    const epilogue_job *e = job;
+    size_t es = hft_dtype_size(e->dt);
+    for (int64_t r = r0; r < r1; r++) {
+        char *c = e->c + (size_t)(r * e->ldc) * es, *pre = e->pre ? e->pre + (size_t)(r * e->ldc) * es : NULL;
+        if (e->dt == HFT_F64)
+            epilogue_row_f64(e->n, (double *)c, (double *)pre, (const double *)e->bias, e->gelu);
+        else
+            epilogue_row_f32(e->n, (float *)c, (float *)pre, (const float *)e->bias, e->gelu);
+    }
+}
+
+/* The table's entries return nothing, so a caller that breaks the epilogue's contract is stopped here
+ * rather than handed a silently wrong C. */
+static void epilogue_misuse(const char *why) {
+    fprintf(stderr, "hft: CPU gemm: %s\n", why);
+    abort();
+}
+
+static void gemm(hft_dtype dt, const hft_gemm_args *args) {
+    bool gelu = args->epilogue == HFT_EPILOGUE_GELU_TANH;
+    bool epilogue = args->bias || gelu;
+    if (args->epilogue != HFT_EPILOGUE_NONE && !gelu) epilogue_misuse("unknown epilogue");
+    if (args->pre_act && !gelu) epilogue_misuse("pre_act given without the GELU epilogue");
+    if (epilogue && (args->batch > 1 || args->trans_c))
+        epilogue_misuse("the epilogue (bias, GELU) takes batch 1 and trans_c false");
+    if (dt == HFT_F32 && (args->a_type != HFT_F32 || args->b_type != HFT_F32))
+        gemm_low_operands(args);
+    else
+        gemm_core(dt, args);
+    if (!epilogue || args->m == 0 || args->n == 0) return;
+    epilogue_job e = {dt, args->n, args->ldc, args->c, args->pre_act, args->bias, gelu};
+    hft_parallel_range(args->m, args->m * args->n > 32768, epilogue_rows, &e);
 }
 
 static void gemm_f32(const hft_gemm_args *g) {
