@@ -165,9 +165,9 @@ typedef struct hft_gemm_args {
      * accumulation; HFT_F32 (0) for f32 operands. Batch 1 only. */
     hft_dtype a_type, b_type;
     /* The epilogue (all zero: none, so a caller that does not name these fields is unchanged). Batch 1 and
-     * trans_c false only. value = alpha op(A) op(B) + beta C + bias, with bias [n] in C's dtype added to every
-     * row (NULL: no bias); then GELU_TANH stores value in pre_act (same layout and ldc as C; NULL when not
-     * wanted) and gelu_tanh(value) in C. pre_act is only meaningful with GELU_TANH. */
+     * trans_c false only. value = alpha op(A) op(B) + beta C + bias, with bias [n] in C's dtype added to
+     * every row (NULL: no bias); then GELU_TANH stores value in pre_act (same layout and ldc as C; NULL when
+     * not wanted) and gelu_tanh(value) in C. pre_act is only meaningful with GELU_TANH. */
     const void *bias;
     hft_gemm_epilogue epilogue;
     void *pre_act;
@@ -325,7 +325,7 @@ typedef struct hft_rope_args {
 
 /* Fused scaled dot-product attention. q [B, Tq, Hq, D], k and v [B, Tk, Hkv, D] with Hq a multiple of
  * Hkv; D contiguous, other strides free. o and do [B, Tq, Hq, D] contiguous; lse [B, Hq, Tq] in the data's
- * dtype (f64 for the gradient checks; -inf for a row with no visible key).
+ * dtype (f64 for the gradient checks; f32 for bf16/f16 data on CUDA; -inf for a row with no visible key).
  * Key j is visible to query i when: causal → j <= i + (Tk - Tq) (bottom-right aligned); key_mask
  * (u8 [B, Tk], 0 = padding) is set; segment ids (i32) are equal. A row with no visible key outputs
  * zeros. Dropout on the probabilities draws element (b, h, i, j) as sample sample0 + b, offset
