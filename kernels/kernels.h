@@ -248,8 +248,9 @@ typedef struct hft_softmax_args {
 } hft_softmax_args;
 
 /* Layer norm / RMS norm over the last axis of contiguous [rows, cols] arrays. mean and rstd are per
- * row in the data's dtype (mean unused for RMS norm). Backward accumulates weight/bias grads over rows in
- * fixed chunks, combined in order, using `scratch` (hft_norm_scratch_bytes). */
+ * row in the data's dtype (f32 for bf16/f16 data on CUDA; mean unused for RMS norm). Backward accumulates
+ * weight/bias grads over rows in fixed chunks, combined in order, using `scratch` (hft_norm_scratch_bytes).
+ */
 typedef struct hft_norm_args {
     bool rms;
     int64_t rows, cols;
@@ -299,8 +300,8 @@ typedef struct hft_xent_args {
     const void *targets;
     int64_t ignore_index;
     double label_smoothing;
-    void *row_loss; /* forward: [rows], same dtype as logits */
-    void *lse;      /* [rows], same dtype as logits (f64 for the gradient checks) */
+    void *row_loss; /* forward: [rows], same dtype as logits (f32 for bf16/f16 logits on CUDA) */
+    void *lse;      /* [rows], same dtype as logits (f64 for the gradient checks; f32 for bf16/f16 on CUDA) */
     void *dlogits;  /* backward */
     double scale;
     bool accumulate;
