@@ -107,6 +107,11 @@ hft_tensor *hft_tensor_wrap(hft_dtype dtype, int ndim, const int64_t *shape, voi
 /* A heap tensor sharing another's storage (reference-counted), contiguous from `offset` elements. */
 hft_tensor *hft_tensor_alias(hft_tensor *src, int64_t offset, int ndim, const int64_t *shape);
 void hft_tensor_free(hft_tensor *t); /* also frees its grad; NULL is ignored */
+/* A zero-filled heap tensor on a device (the CPU: hft_tensor_new). NULL with the error recorded where that
+ * device's backend is not loaded (hft_cuda_load) or its memory is exhausted. */
+hft_tensor *hft_tensor_new_on(hft_device device, hft_dtype dtype, int ndim, const int64_t *shape);
+/* A contiguous heap copy of src's values on `device`, in src's dtype. */
+hft_tensor *hft_tensor_to(const hft_tensor *src, hft_device device);
 /* t takes src's values, dtype and storage (same shape; src is freed); the header, and every pointer to it,
  * stay. How a loader holds a weight in bf16 without ever filling an f32 copy. */
 hft_status hft_tensor_adopt(hft_tensor *t, hft_tensor *src);
@@ -125,10 +130,12 @@ bool hft_tensor_is_contiguous(const hft_tensor *t);
 bool hft_tensor_same_shape(const hft_tensor *a, const hft_tensor *b);
 /* "f32[4, 8]" into buf. */
 const char *hft_tensor_describe(const hft_tensor *t, char *buf, size_t size);
-/* Copies src's values into dst (same shape, any layouts and dtypes, converting), outside any context: for
- * loading weights and optimizer state. */
+/* Copies src's values into dst (same shape, any layouts and dtypes, converting, on any devices: a copy
+ * between the CPU and a GPU goes through a contiguous staging copy), outside any context: for loading
+ * weights and optimizer state, and for moving them between devices. */
 hft_status hft_tensor_copy(hft_tensor *dst, const hft_tensor *src);
-/* Copies the tensor's values (any layout) to a contiguous f64 buffer: for tests and debugging. */
+/* Copies the tensor's values (any layout, any device) to a contiguous f64 host buffer: for tests and
+ * debugging. */
 hft_status hft_tensor_to_f64(const hft_tensor *t, double *out);
 /* The gradient of a tensor after backward (leaves, or non-leaves marked with hft_retain_grad). NULL when
  * none was computed. A gradient not yet written reads as zeros through hft_tensor_to_f64 of NULL. */

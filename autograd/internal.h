@@ -16,6 +16,7 @@ typedef enum storage_kind {
     STORAGE_ARENA,    /* in a context's arena; released by reset */
     STORAGE_POOL,     /* a gradient block from the context's pool */
     STORAGE_EXTERNAL, /* caller-owned memory (mmap) */
+    STORAGE_DEVICE,   /* device memory from the device table's allocator, reference-counted */
 } storage_kind;
 
 struct hft_storage {

@@ -89,6 +89,53 @@ hft_tensor *hft_tensor_wrap(hft_dtype dtype, int ndim, const int64_t *shape, voi
     return heap_tensor(dtype, ndim, shape, data);
 }
 
+/* The kernel table of a tensor's device, or NULL with the error recorded. */
+static const hft_kernels *device_table(hft_device device) {
+    const hft_kernels *k = hft_kernels_for(device.type);
+    if (!k)
+        hft_error(HFT_EDEVICE, "tensor: the %s backend is not loaded (hft_cuda_load)",
+                  device.type == HFT_CUDA ? "CUDA" : "device");
+    return k;
+}
+
+hft_tensor *hft_tensor_new_on(hft_device device, hft_dtype dtype, int ndim, const int64_t *shape) {
+    if (device.type == HFT_CPU) return hft_tensor_new(dtype, ndim, shape);
+    const hft_kernels *k = device_table(device);
+    if (!k) return NULL;
+    hft_tensor *t = heap_header(dtype, ndim, shape);
+    if (!t) return NULL;
+    hft_storage *s = calloc(1, sizeof *s);
+    size_t nbytes = (size_t)hft_tensor_numel(t) * hft_dtype_size(dtype);
+    void *data = s ? k->dev->alloc(nbytes) : NULL; /* records its own error */
+    if (!s) hft_error(HFT_ENOMEM, "tensor: out of memory");
+    if (data && k->dev->zero(data, nbytes) != HFT_OK) {
+        k->dev->free(data);
+        data = NULL;
+    }
+    if (!data) {
+        free(s);
+        free(t);
+        return NULL;
+    }
+    s->data = data;
+    s->nbytes = nbytes;
+    s->refcount = 1;
+    s->kind = STORAGE_DEVICE;
+    s->device = device;
+    t->storage = s;
+    t->device = device;
+    return t;
+}
+
+hft_tensor *hft_tensor_to(const hft_tensor *src, hft_device device) {
+    hft_tensor *t = hft_tensor_new_on(device, src->dtype, src->ndim, src->shape);
+    if (t && hft_tensor_copy(t, src) != HFT_OK) {
+        hft_tensor_free(t);
+        return NULL;
+    }
+    return t;
+}
+
 hft_tensor *hft_tensor_alias(hft_tensor *src, int64_t offset, int ndim, const int64_t *shape) {
     hft_tensor *t = heap_header(src->dtype, ndim, shape);
     if (!t) return NULL;
@@ -110,6 +157,7 @@ static void storage_release(hft_storage *s) {
     if (!s || --s->refcount > 0) return;
     if (s->kind == STORAGE_HEAP) free(s->data);
     if (s->kind == STORAGE_MAPPED) munmap(s->data, s->nbytes);
+    if (s->kind == STORAGE_DEVICE) hft_kernels_for(s->device.type)->dev->free(s->data);
     free(s);
 }
 
@@ -137,7 +185,7 @@ hft_status hft_tensor_adopt(hft_tensor *t, hft_tensor *src) {
 
 hft_status hft_tensor_convert(hft_tensor *t, hft_dtype dtype) {
     if (t->dtype == dtype) return HFT_OK;
-    hft_tensor *c = hft_tensor_new(dtype, t->ndim, t->shape);
+    hft_tensor *c = hft_tensor_new_on(t->device, dtype, t->ndim, t->shape);
     if (!c) return hft_error_status();
     hft_status st = hft_tensor_copy(c, t);
     if (st == HFT_OK) return hft_tensor_adopt(t, c);
@@ -206,15 +254,10 @@ hft_kview ag_kview(const hft_tensor *t) {
     return v;
 }
 
-hft_status hft_tensor_copy(hft_tensor *dst, const hft_tensor *src) {
-    if (!hft_tensor_same_shape(dst, src)) {
-        char a[128], b[128];
-        return hft_error(HFT_EINVAL, "tensor copy: shapes differ (%s from %s)",
-                         hft_tensor_describe(dst, a, sizeof a), hft_tensor_describe(src, b, sizeof b));
-    }
-    if (dst->device.type != HFT_CPU || src->device.type != HFT_CPU)
-        return hft_error(HFT_EDEVICE, "tensor copy: only CPU tensors");
-    if (hft_tensor_numel(dst) == 0) return HFT_OK;
+/* dst = src on one device, with that device's copy kernel. */
+static hft_status copy_on_device(hft_tensor *dst, const hft_tensor *src) {
+    const hft_kernels *k = device_table(dst->device);
+    if (!k) return hft_error_status();
     hft_copy_args a = {
         .dst_dtype = dst->dtype, .src_dtype = src->dtype, .dst = ag_kview(dst), .src = ag_kview(src)};
     if (dst->ndim == 0) {
@@ -222,14 +265,66 @@ hft_status hft_tensor_copy(hft_tensor *dst, const hft_tensor *src) {
         a.dst.shape[0] = a.src.shape[0] = 1;
         a.dst.stride[0] = a.src.stride[0] = 1;
     }
-    hft_kernels_for(HFT_CPU)->copy(&a);
-    dst->version++;
+    k->copy(&a);
     return HFT_OK;
 }
 
+/* Between the CPU and a device: through a contiguous host copy in the dtype that crosses (dst's on the way
+ * up, src's on the way down) and, where the device side is not contiguous, a contiguous device copy. */
+static hft_status copy_across(hft_tensor *dst, const hft_tensor *src) {
+    bool up = src->device.type == HFT_CPU;
+    const hft_tensor *dev_side = up ? dst : src;
+    const hft_kernels *k = device_table(dev_side->device);
+    if (!k) return hft_error_status();
+    hft_dtype dt = dev_side->dtype;
+    hft_tensor *host = hft_tensor_new(dt, src->ndim, src->shape);
+    hft_tensor *flat = hft_tensor_is_contiguous(dev_side)
+                           ? NULL
+                           : hft_tensor_new_on(dev_side->device, dt, src->ndim, src->shape);
+    hft_status st = host && (flat || hft_tensor_is_contiguous(dev_side)) ? HFT_OK : hft_error_status();
+    void *dev_data = flat ? hft_tensor_data(flat) : hft_tensor_data(dev_side);
+    size_t nbytes = hft_tensor_nbytes(host ? host : dst);
+    if (st == HFT_OK && up) {
+        st = copy_on_device(host, src);
+        if (st == HFT_OK) st = k->dev->copy(dev_data, hft_tensor_data(host), nbytes, HFT_COPY_H2D);
+        if (st == HFT_OK && flat) st = copy_on_device(dst, flat);
+    } else if (st == HFT_OK) {
+        if (flat) st = copy_on_device(flat, src);
+        if (st == HFT_OK) st = k->dev->copy(hft_tensor_data(host), dev_data, nbytes, HFT_COPY_D2H);
+        if (st == HFT_OK) st = copy_on_device(dst, host);
+    }
+    hft_tensor_free(host);
+    hft_tensor_free(flat);
+    return st;
+}
+
+hft_status hft_tensor_copy(hft_tensor *dst, const hft_tensor *src) {
+    if (!hft_tensor_same_shape(dst, src)) {
+        char a[128], b[128];
+        return hft_error(HFT_EINVAL, "tensor copy: shapes differ (%s from %s)",
+                         hft_tensor_describe(dst, a, sizeof a), hft_tensor_describe(src, b, sizeof b));
+    }
+    if (hft_tensor_numel(dst) == 0) return HFT_OK;
+    hft_status st;
+    if (dst->device.type == src->device.type)
+        st = copy_on_device(dst, src);
+    else if (dst->device.type == HFT_CPU || src->device.type == HFT_CPU)
+        st = copy_across(dst, src);
+    else
+        st = hft_error(HFT_EDEVICE, "tensor copy: between two kinds of device (stage it through the CPU)");
+    if (st == HFT_OK) dst->version++;
+    return st;
+}
+
 hft_status hft_tensor_to_f64(const hft_tensor *t, double *out) {
-    if (t->device.type != HFT_CPU)
-        return hft_error(HFT_EDEVICE, "tensor_to_f64: the tensor is not on the CPU");
+    if (t->device.type != HFT_CPU) {
+        hft_tensor *host = hft_tensor_new(t->dtype, t->ndim, t->shape);
+        if (!host) return hft_error_status();
+        hft_status st = hft_tensor_copy(host, t);
+        if (st == HFT_OK) st = hft_tensor_to_f64(host, out);
+        hft_tensor_free(host);
+        return st;
+    }
     const hft_kernels *k = hft_kernels_for(HFT_CPU);
     hft_copy_args a = {.dst_dtype = HFT_F64, .src_dtype = t->dtype, .src = ag_kview(t)};
     a.dst = a.src;
