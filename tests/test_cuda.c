@@ -30,7 +30,7 @@ TEST(test_missing_device_is_named) {
 
 /* Every op slot the CPU table fills for f32 is filled for f32 on CUDA too (f64 is the CPU's gradient-check
  * dtype and has no CUDA twin; Adafactor is CPU-only, as its row/column statistics are). */
-__attribute__((unused)) TEST(test_table_complete) {
+TEST(test_table_complete) {
 #define SLOT(field)                                                                                          \
     CHECK(!cpu_k->field[HFT_F32] || cuda_k->field[HFT_F32], "CUDA table lacks %s[f32]", #field)
     SLOT(gemm);
@@ -65,6 +65,7 @@ int main(int argc, char **argv) {
     static const test_case cases[] = {
         {"test_memory_round_trip", test_memory_round_trip},
         {"test_missing_device_is_named", test_missing_device_is_named},
+        {"test_table_complete", test_table_complete},
     };
     return cuda_test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }
