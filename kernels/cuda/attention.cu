@@ -62,10 +62,7 @@ bool make_params(const hft_attn_args *a, bool backward, attn_params *p, const ch
     p->dropout = a->dropout_p > 0;
     p->drop_p = (float)a->dropout_p; // the CPU compares the unit draw with p in f32
     p->drop_keep = p->dropout ? (float)(1.0 / (1.0 - a->dropout_p)) : 1.0f;
-    p->rng.seed_lo = (uint32_t)a->dropout_key.seed;
-    p->rng.seed_hi = (uint32_t)(a->dropout_key.seed >> 32);
-    p->rng.step = a->dropout_key.step;
-    p->rng.site_micro = ((uint32_t)a->dropout_key.site << 16) | a->dropout_key.micro_step;
+    p->rng = a->dropout_key;
     p->sample0 = a->sample0;
     p->q = a->q, p->k = a->k, p->v = a->v;
     p->q_sb = a->q_sb, p->q_st = a->q_st, p->q_sh = a->q_sh;

@@ -9,7 +9,7 @@
 #ifndef HFT_CUDA_ATTENTION_COMMON_CUH
 #define HFT_CUDA_ATTENTION_COMMON_CUH
 
-#include "kernels/cuda/attn_philox.cuh"
+#include "kernels/cuda/philox.cuh"
 #include "kernels/cuda/cuda_internal.cuh"
 
 #define ATTN_THREADS 256
@@ -37,7 +37,7 @@ struct attn_params {
     const int32_t *q_seg, *k_seg; // [B, Tq], [B, Tk] or NULL (k_seg is q_seg when not given)
     bool dropout;
     float drop_p, drop_keep; // keep when unit >= drop_p; a kept probability is scaled by drop_keep
-    attn_rng rng;
+    hft_rng_key rng;
     int64_t sample0;
     const void *q, *k, *v;
     int64_t q_sb, q_st, q_sh, k_sb, k_st, k_sh, v_sb, v_st, v_sh;
@@ -102,8 +102,8 @@ HFT_DEVICE int attn_query_start(const attn_params &p, int j) {
 // draws it (sample sample0 + b, element (h·Tq + i)·Tk + j).
 HFT_DEVICE float attn_drop_factor(const attn_params &p, int b, int h, int i, int j) {
     uint64_t e = ((uint64_t)h * (uint64_t)p.tq + (uint64_t)i) * (uint64_t)p.tk + (uint64_t)j;
-    uint32_t w = attn_philox_elem(p.rng, p.sample0 + b, e);
-    return attn_u32_to_unit(w) >= p.drop_p ? p.drop_keep : 0.0f;
+    uint32_t w = hft_philox_word(p.rng, p.sample0 + b, e);
+    return hft_philox_unit(w) >= p.drop_p ? p.drop_keep : 0.0f;
 }
 
 // Max and sum over the 16 threads of a row (lanes that differ in the low four bits).

@@ -1,7 +1,7 @@
 // Philox 4x32-10 on the device: the twin of kernels/cpu/philox.h, word for word, so that a dropout mask
 // drawn here is bit-identical to the CPU's for the same key, sample and offset (a run that moves between
 // CPU and GPU, or recomputes on either, sees the same mask). Dropout and attention dropout draw through
-// hft_philox_block.
+// hft_philox_block or hft_philox_word.
 #ifndef HFT_CUDA_PHILOX_CUH
 #define HFT_CUDA_PHILOX_CUH
 
@@ -38,6 +38,18 @@ HFT_DEVICE void hft_philox_block(const hft_rng_key &k, int64_t sample, uint64_t 
     uint32_t key[2] = {(uint32_t)k.seed, (uint32_t)(k.seed >> 32) ^ (uint32_t)(block >> 32)};
     uint32_t ctr[4] = {(uint32_t)block, (uint32_t)sample, k.step, ((uint32_t)k.site << 16) | k.micro_step};
     hft_philox4x32_10(key, ctr, out);
+}
+
+// Only the random word of element `elem` of `sample`: the lane is picked with selects rather than by indexing
+// a local array, so the four words stay in registers (attention draws one word per probability).
+HFT_DEVICE uint32_t hft_philox_word(const hft_rng_key &k, int64_t sample, uint64_t elem) {
+    uint64_t block = elem >> 2;
+    uint32_t key[2] = {(uint32_t)k.seed, (uint32_t)(k.seed >> 32) ^ (uint32_t)(block >> 32)};
+    uint32_t ctr[4] = {(uint32_t)block, (uint32_t)sample, k.step, ((uint32_t)k.site << 16) | k.micro_step};
+    uint32_t r[4];
+    hft_philox4x32_10(key, ctr, r);
+    unsigned lane = (unsigned)(elem & 3);
+    return lane == 0 ? r[0] : lane == 1 ? r[1] : lane == 2 ? r[2] : r[3];
 }
 
 // Uniform float in [0, 1) from the top 24 bits (hft_u32_to_unit): exact, so the comparison with p is too.
