@@ -102,7 +102,8 @@ struct ag_weight_cache {
 /* Where the CPU has no bf16 dot product, the cache holds the rounded values widened back to f32, so the
  * GEMMs that use them are plain sgemm (widening at every use cost the bf16 step 25%); the cache then takes
  * an f32 copy's memory instead of half of one. */
-static hft_dtype cache_dtype(hft_dtype low) {
+static hft_dtype cache_dtype(const hft_ctx *ctx, hft_dtype low) {
+    if (ctx->kernels->dev) return low; /* a GPU's f32 GEMM takes bf16/f16 operands natively */
     return low == HFT_BF16 && hft_cpu_has_avx512_bf16() ? HFT_BF16 : HFT_F32;
 }
 
@@ -124,7 +125,7 @@ const void *ag_autocast_weight(hft_ctx *ctx, hft_tensor *view, hft_dtype low, hf
             ctx->heap_allocations++;
         }
         c = &ctx->cache[ctx->n_cached];
-        c->low = hft_tensor_new(cache_dtype(low), w->ndim, w->shape);
+        c->low = hft_tensor_new_on(ctx->device, cache_dtype(ctx, low), w->ndim, w->shape);
         if (!c->low)
             return ag_fail(ctx, HFT_ENOMEM, "autocast: out of memory for a copy of %s", w->name), NULL;
         c->param = w;

@@ -51,9 +51,12 @@ typedef struct hft_tensor {
 
 /* ---------------------------------------------------------------- contexts */
 
+/* A context on a CUDA device (its backend loaded with hft_cuda_load) keeps the data of its arena and pool in
+ * device memory and runs every op with the device's kernels; every tensor given to its ops must be on that
+ * device (hft_tensor_to), and f64 is refused there. Headers and the tape stay on the host. */
 typedef struct hft_ctx_options {
     size_t arena_bytes; /* initial activation arena; it grows as needed and consolidates on reset */
-    hft_device device;
+    hft_device device;  /* the CPU by default */
 } hft_ctx_options;
 
 hft_ctx *hft_ctx_new(const hft_ctx_options *opts); /* NULL options: defaults. NULL on failure. */
@@ -147,6 +150,7 @@ void hft_retain_grad(hft_tensor *t);
 hft_tensor *hft_empty(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape);
 hft_tensor *hft_zeros(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape);
 hft_tensor *hft_full(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape, double value);
+/* data: host memory, copied to the context's device. */
 hft_tensor *hft_from_data(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape, const void *data);
 
 /* ---------------------------------------------------------------- views (no copy, no tape node) */
@@ -324,7 +328,8 @@ const hft_autocast_rule *hft_autocast_rule_get(int i);
 hft_tensor *hft_autocast_round(hft_ctx *ctx, hft_tensor *x, hft_dtype low);
 
 typedef hft_tensor *(*hft_checkpoint_fn)(hft_ctx *ctx, hft_tensor *const *inputs, void *user);
-hft_tensor *hft_checkpoint(hft_ctx *ctx, hft_checkpoint_fn fn, void *user, int n_in, hft_tensor *const *inputs);
+hft_tensor *hft_checkpoint(hft_ctx *ctx, hft_checkpoint_fn fn, void *user, int n_in,
+                           hft_tensor *const *inputs);
 
 /* ---------------------------------------------------------------- backward */
 

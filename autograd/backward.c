@@ -21,7 +21,8 @@ hft_node *ag_record(hft_ctx *ctx, const char *op, ag_backward_fn backward, hft_t
 
 hft_node *ag_record_node(hft_ctx *ctx, const char *op, ag_backward_fn backward, hft_tensor *out, int n_in,
                          hft_tensor *const *in, size_t saved_bytes) {
-    hft_node *node = ag_alloc(ctx, sizeof *node + (size_t)n_in * sizeof(hft_tensor *));
+    /* host memory even on a device: the host walks the tape and backward functions read `saved` */
+    hft_node *node = ag_host_alloc(ctx, sizeof *node + (size_t)n_in * sizeof(hft_tensor *));
     if (!node) return NULL;
     node->op = op;
     node->backward = backward;
@@ -33,7 +34,7 @@ hft_node *ag_record_node(hft_ctx *ctx, const char *op, ag_backward_fn backward, 
     node->params = NULL;
     node->n_params = 0;
     if (saved_bytes) {
-        node->saved = ag_alloc(ctx, saved_bytes);
+        node->saved = ag_host_alloc(ctx, saved_bytes);
         if (!node->saved) return NULL;
         memset(node->saved, 0, saved_bytes);
     }
@@ -63,7 +64,7 @@ static bool ensure_grad_buffer(hft_ctx *ctx, hft_tensor *base) {
     if (base->grad_fn) {
         g = ag_pool_tensor(ctx, base->dtype, base->ndim, base->shape);
     } else if (base->flags & HFT_TENSOR_HEAP) {
-        g = hft_tensor_new(base->dtype, base->ndim, base->shape);
+        g = hft_tensor_new_on(base->device, base->dtype, base->ndim, base->shape);
         if (!g) ag_fail(ctx, HFT_ENOMEM, "backward: out of memory for a leaf gradient");
     } else {
         g = ag_new(ctx, base->dtype, base->ndim, base->shape);
@@ -196,9 +197,12 @@ void ag_run_backward(hft_ctx *ctx, hft_tensor *root, const hft_tensor *grad) {
     if (ag_grad_begin(ctx, root, AG_STRIDED, &seed)) {
         if (grad) {
             ag_copy_into(ctx, seed.dst, grad, seed.accumulate);
-        } else {
+        } else if (!ctx->kernels->dev) {
             double one = 1.0;
             hft_tensor *ones = hft_from_data(ctx, HFT_F64, 0, NULL, &one);
+            if (ones) ag_copy_into(ctx, seed.dst, ones, seed.accumulate);
+        } else { /* no f64 on a device: a one in the root's dtype */
+            hft_tensor *ones = hft_full(ctx, root->dtype, 0, NULL, 1.0);
             if (ones) ag_copy_into(ctx, seed.dst, ones, seed.accumulate);
         }
         ag_grad_end(ctx, &seed);

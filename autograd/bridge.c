@@ -53,6 +53,9 @@ void ag_fill(hft_ctx *ctx, hft_tensor *t, double value) {
     hft_kview v = scalar_safe(ag_kview(t));
     if (ctx->kernels->fill[t->dtype]) {
         ctx->kernels->fill[t->dtype](&v, value);
+    } else if (ctx->kernels->dev) { /* the fallbacks below write host memory */
+        ag_fail(ctx, HFT_EUNSUPPORTED, "fill: no %s kernel for %s on CUDA", ctx->kernels->name,
+                hft_dtype_name(t->dtype));
     } else if (value == 0.0 && hft_tensor_is_contiguous(t)) {
         memset(hft_tensor_data(t), 0, hft_tensor_nbytes(t));
     } else {

@@ -113,7 +113,13 @@ hft_tensor *hft_checkpoint(hft_ctx *ctx, hft_checkpoint_fn fn, void *user, int n
     hft_ctx_release(ctx, mark);
     if (!buf) return NULL;
     hft_tensor *out = ag_new(ctx, like.dtype, like.ndim, like.shape);
-    if (out) memcpy(hft_tensor_data(out), buf, hft_tensor_nbytes(out));
+    if (out && !ctx->kernels->dev) {
+        memcpy(hft_tensor_data(out), buf, hft_tensor_nbytes(out));
+    } else if (out) { /* device memory: the copy kernel */
+        raw_tensor r;
+        raw_view(&r, buf, out);
+        ag_copy_into(ctx, out, &r.t, false);
+    }
     pool_release(ctx->grads, buf);
     if (!out) return NULL;
     hft_node *node =
@@ -121,9 +127,10 @@ hft_tensor *hft_checkpoint(hft_ctx *ctx, hft_checkpoint_fn fn, void *user, int n
     if (node) {
         *(ckpt_saved *)node->saved = (ckpt_saved){fn, user};
         int n_params = ctx->n_collected - first_collected;
-        node->params = n_params ? ag_alloc(ctx, (size_t)n_params * sizeof *node->params) : NULL;
+        node->params = n_params ? ag_host_alloc(ctx, (size_t)n_params * sizeof *node->params) : NULL;
         if (n_params && !node->params) return NULL;
-        if (n_params) memcpy(node->params, ctx->collected + first_collected, (size_t)n_params * sizeof *node->params);
+        if (n_params)
+            memcpy(node->params, ctx->collected + first_collected, (size_t)n_params * sizeof *node->params);
         node->n_params = n_params;
     }
     if (!outer_collecting) ctx->n_collected = 0;

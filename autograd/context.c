@@ -2,6 +2,7 @@
  * error; and the small helpers every op uses to check its inputs and allocate its outputs. */
 #include "autograd/internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ hft_ctx *hft_ctx_new(const hft_ctx_options *opts) {
                   (int)o.device.type);
         return NULL;
     }
+    if (k->dev && k->dev->set_device(o.device.index) != HFT_OK) return NULL; /* error recorded */
     hft_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) {
         hft_error(HFT_ENOMEM, "context: out of memory");
@@ -29,10 +31,11 @@ hft_ctx *hft_ctx_new(const hft_ctx_options *opts) {
     }
     ctx->device = o.device;
     ctx->kernels = k;
-    bump_init(&ctx->data, o.arena_bytes, &ctx->heap_allocations);
-    bump_init(&ctx->headers[0], (size_t)1 << 20, &ctx->heap_allocations);
-    bump_init(&ctx->headers[1], (size_t)1 << 20, &ctx->heap_allocations);
-    ctx->grads = pool_new(&ctx->heap_allocations);
+    /* on a device, tensor data (arena chunks, pool blocks) is device memory; headers and nodes stay here */
+    bump_init(&ctx->data, o.arena_bytes, &ctx->heap_allocations, k->dev);
+    bump_init(&ctx->headers[0], (size_t)1 << 20, &ctx->heap_allocations, NULL);
+    bump_init(&ctx->headers[1], (size_t)1 << 20, &ctx->heap_allocations, NULL);
+    ctx->grads = pool_new(&ctx->heap_allocations, k->dev);
     ctx->grad_enabled = true;
     ctx->gen = 1;
     if (!ctx->grads || ctx->data.n_chunks == 0) {
@@ -198,8 +201,15 @@ bool ag_check(hft_ctx *ctx, const char *op, int n, hft_tensor *const *inputs) {
             return false;
         }
         if (t->device.type != ctx->device.type || t->device.index != ctx->device.index) {
-            ag_fail(ctx, HFT_EDEVICE, "%s: input %d is on device %d:%d, the context on %d:%d", op, i,
-                    (int)t->device.type, t->device.index, (int)ctx->device.type, ctx->device.index);
+            char td[32], cd[32];
+            ag_fail(ctx, HFT_EDEVICE,
+                    "%s: input %d is on %s but the context is on %s (move it with hft_tensor_to first)", op,
+                    i, ag_device_name(t->device, td, sizeof td), ag_device_name(ctx->device, cd, sizeof cd));
+            return false;
+        }
+        if (t->dtype == HFT_F64 && ctx->device.type != HFT_CPU) { /* the device tables have no f64 kernels */
+            ag_fail(ctx, HFT_EUNSUPPORTED, "%s: input %d is f64, which is not supported on CUDA (use f32)",
+                    op, i);
             return false;
         }
         if (ctx->collecting) collect_param(ctx, inputs[i]);
@@ -234,6 +244,65 @@ bool ag_kernel_check(hft_ctx *ctx, void *fn, const char *op, hft_dtype dtype) {
     if (fn) return true;
     ag_fail(ctx, HFT_EUNSUPPORTED, "%s: no %s kernel for %s", op, ctx->kernels->name, hft_dtype_name(dtype));
     return false;
+}
+
+const char *ag_device_name(hft_device device, char *buf, size_t size) {
+    if (device.type == HFT_CPU)
+        snprintf(buf, size, "cpu");
+    else
+        snprintf(buf, size, "%s:%d", device.type == HFT_CUDA ? "cuda" : "device", device.index);
+    return buf;
+}
+
+void *ag_host_alloc(hft_ctx *ctx, size_t bytes) {
+    if (!ctx->kernels->dev) return ag_alloc(ctx, bytes); /* the data arena is host memory: as always */
+    void *p = bump_alloc(&ctx->headers[ctx->gen & 1], bytes);
+    if (!p) ag_fail(ctx, HFT_ENOMEM, "arena: out of memory allocating %zu host bytes", bytes);
+    return p;
+}
+
+const void *ag_host_data(hft_ctx *ctx, const hft_tensor *t) {
+    if (!ctx->kernels->dev || hft_tensor_nbytes(t) == 0) return hft_tensor_data(t);
+    void *host = ag_host_alloc(ctx, hft_tensor_nbytes(t));
+    if (!host) return NULL;
+    if (ctx->kernels->dev->copy(host, hft_tensor_data(t), hft_tensor_nbytes(t), HFT_COPY_D2H) != HFT_OK) {
+        ag_fail(ctx, HFT_EDEVICE, "reading a tensor back from the device: %s", hft_error_message());
+        return NULL;
+    }
+    return host;
+}
+
+void *ag_upload(hft_ctx *ctx, void *host, size_t bytes) {
+    if (!ctx->kernels->dev) return host;
+    void *dev = ag_alloc(ctx, bytes);
+    if (!dev) return NULL;
+    if (bytes && ctx->kernels->dev->copy(dev, host, bytes, HFT_COPY_H2D) != HFT_OK) {
+        ag_fail(ctx, HFT_EDEVICE, "copying to the device: %s", hft_error_message());
+        return NULL;
+    }
+    return dev;
+}
+
+double ag_read_scalar(hft_ctx *ctx, const hft_tensor *t) {
+    if (t->dtype != HFT_F64 && t->dtype != HFT_F32) {
+        ag_fail(ctx, HFT_EINVAL, "reading a scalar: f32 or f64 expected, got %s", hft_dtype_name(t->dtype));
+        return NAN;
+    }
+    const void *p = ag_host_data(ctx, t);
+    if (!p) return NAN;
+    return t->dtype == HFT_F64 ? *(const double *)p : (double)*(const float *)p;
+}
+
+void ag_write_scalar(hft_ctx *ctx, hft_tensor *t, double v) {
+    double d = v;
+    float f = (float)v;
+    void *src = t->dtype == HFT_F64 ? (void *)&d : (void *)&f;
+    size_t bytes = t->dtype == HFT_F64 ? sizeof d : sizeof f;
+    if (!ctx->kernels->dev) {
+        memcpy(hft_tensor_data(t), src, bytes);
+    } else if (ctx->kernels->dev->copy(hft_tensor_data(t), src, bytes, HFT_COPY_H2D) != HFT_OK) {
+        ag_fail(ctx, HFT_EDEVICE, "writing a scalar to the device: %s", hft_error_message());
+    }
 }
 
 void *ag_alloc(hft_ctx *ctx, size_t bytes) {
@@ -297,7 +366,8 @@ hft_tensor *ag_pool_tensor(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_
     if (!t) return NULL;
     t->storage->data = pool_alloc(ctx->grads, t->storage->nbytes);
     if (!t->storage->data)
-        return ag_fail(ctx, HFT_ENOMEM, "gradient pool: out of memory allocating %zu bytes", t->storage->nbytes);
+        return ag_fail(ctx, HFT_ENOMEM, "gradient pool: out of memory allocating %zu bytes",
+                       t->storage->nbytes);
     return t;
 }
 
@@ -341,6 +411,12 @@ hft_tensor *hft_zeros(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *sh
 
 hft_tensor *hft_from_data(hft_ctx *ctx, hft_dtype dtype, int ndim, const int64_t *shape, const void *data) {
     hft_tensor *t = hft_empty(ctx, dtype, ndim, shape);
-    if (t && hft_tensor_nbytes(t)) memcpy(hft_tensor_data(t), data, hft_tensor_nbytes(t));
+    if (!t || !hft_tensor_nbytes(t)) return t;
+    if (!ctx->kernels->dev) {
+        memcpy(hft_tensor_data(t), data, hft_tensor_nbytes(t));
+    } else if (ctx->kernels->dev->copy(hft_tensor_data(t), data, hft_tensor_nbytes(t), HFT_COPY_H2D) !=
+               HFT_OK) {
+        return ag_fail(ctx, HFT_EDEVICE, "from_data: copying to the device: %s", hft_error_message());
+    }
     return t;
 }

@@ -41,10 +41,11 @@ typedef struct bump {
     size_t off;  /* offset in it */
     size_t used; /* bytes handed out since reset (for stats) */
     size_t peak;
-    size_t *heap_allocations; /* counter owned by the context */
+    size_t *heap_allocations;  /* counter owned by the context */
+    const hft_device_api *dev; /* chunks in this device's memory; NULL: host memory */
 } bump;
 
-void bump_init(bump *b, size_t initial, size_t *heap_counter);
+void bump_init(bump *b, size_t initial, size_t *heap_counter, const hft_device_api *dev);
 void *bump_alloc(bump *b, size_t bytes);
 void bump_reset(bump *b); /* consolidates into one chunk when more than one was used */
 void bump_free(bump *b);
@@ -53,7 +54,8 @@ size_t bump_reserved(const bump *b);
 /* ---------------------------------------------------------------- gradient pool (size classes) */
 
 typedef struct pool pool;
-pool *pool_new(size_t *heap_counter);
+/* dev: blocks in that device's memory, their bookkeeping in a host-side table; NULL: host blocks. */
+pool *pool_new(size_t *heap_counter, const hft_device_api *dev);
 void pool_free_all(pool *p);
 void *pool_alloc(pool *p, size_t bytes);
 void pool_release(pool *p, void *data);
@@ -116,8 +118,9 @@ struct hft_node {
 hft_dtype ag_autocast_low(hft_ctx *ctx, const char *op);
 /* A weight's values rounded to `low`: its cached copy, converted when its version changed (once per
  * optimizer step), or its own data when it is held in `low`. *type says how the returned values are stored
- * (`low`, or f32 holding rounded values where the CPU has no native `low` GEMM). NULL (and the error recorded) when it cannot be cached
- * (not a contiguous parameter: the caller rounds it as an activation instead). */
+ * (`low`, or f32 holding rounded values where the CPU has no native `low` GEMM). NULL (and the error
+ * recorded) when it cannot be cached (not a contiguous parameter: the caller rounds it as an activation
+ * instead). */
 const void *ag_autocast_weight(hft_ctx *ctx, hft_tensor *w, hft_dtype low, hft_dtype *type);
 /* dst = src rounded to `low` and widened back (dst f32, same shape). */
 void ag_round_into(hft_ctx *ctx, hft_tensor *dst, const hft_tensor *src, hft_dtype low);
@@ -137,7 +140,22 @@ bool ag_check_same_dtype(hft_ctx *ctx, const char *op, const hft_tensor *a, cons
 bool ag_dim(hft_ctx *ctx, const char *op, int ndim, int *dim);
 
 void *ag_alloc(hft_ctx *ctx, size_t bytes); /* arena memory, 64-byte aligned; NULL recorded */
-hft_tensor *ag_header(hft_ctx *ctx);        /* a zeroed arena tensor header */
+/* Arena memory the host reads and writes (tape nodes, saved records, staged values): the data arena on the
+ * CPU, as always; the header arena when the data arena is device memory. Released like the arena. */
+void *ag_host_alloc(hft_ctx *ctx, size_t bytes);
+/* "cpu", "cuda:0" into buf. */
+const char *ag_device_name(hft_device device, char *buf, size_t size);
+/* A contiguous tensor's values readable on the host: its own data on the CPU; on a device, a copy staged in
+ * host arena memory (for the small host-side checks: ids, targets, masks). NULL with the error recorded. */
+const void *ag_host_data(hft_ctx *ctx, const hft_tensor *t);
+/* `bytes` of host values where the context's kernels read them: `host` itself on the CPU, a copy in the
+ * (device) data arena otherwise. NULL with the error recorded. */
+void *ag_upload(hft_ctx *ctx, void *host, size_t bytes);
+/* A one-element f32/f64 tensor's value (a loss, an upstream gradient), read back from the device if need
+ * be; and the store of one. Errors are recorded (the read then gives NaN). */
+double ag_read_scalar(hft_ctx *ctx, const hft_tensor *t);
+void ag_write_scalar(hft_ctx *ctx, hft_tensor *t, double v);
+hft_tensor *ag_header(hft_ctx *ctx); /* a zeroed arena tensor header */
 hft_tensor *ag_new(hft_ctx *ctx, hft_dtype dtype, int ndim,
                    const int64_t *shape);              /* contiguous, uninitialised */
 hft_tensor *ag_view_of(hft_ctx *ctx, hft_tensor *src); /* a view header sharing src's storage and base */

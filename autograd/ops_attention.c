@@ -62,17 +62,36 @@ static bool check_ids(hft_ctx *ctx, const hft_tensor *t, const char *what, int64
     return true;
 }
 
+/* A mask the host can read with int_at: `t` itself on the CPU; on a device, a contiguous copy read back into
+ * host arena memory, described by *hv and *hs (masks are [B, T]: small). NULL with the error recorded. */
+static const hft_tensor *host_view(hft_ctx *ctx, const hft_tensor *t, hft_tensor *hv, hft_storage *hs) {
+    if (!ctx->kernels->dev) return t;
+    hft_tensor *c = hft_contiguous(ctx, (hft_tensor *)t);
+    const void *data = c ? ag_host_data(ctx, c) : NULL;
+    if (!data) return NULL;
+    *hv = *c;
+    *hs = *c->storage;
+    hs->data = (void *)data;
+    hv->storage = hs;
+    hv->offset = 0;
+    return hv;
+}
+
 static uint8_t *key_mask_u8(hft_ctx *ctx, const hft_tensor *m, int64_t B, int64_t Tk) {
-    uint8_t *out = ag_alloc(ctx, (size_t)(B * Tk) + 1);
-    if (!out) return NULL;
+    hft_tensor hv;
+    hft_storage hs;
+    uint8_t *out = ag_host_alloc(ctx, (size_t)(B * Tk) + 1);
+    if (!out || !(m = host_view(ctx, m, &hv, &hs))) return NULL;
     for (int64_t b = 0; b < B; b++)
         for (int64_t j = 0; j < Tk; j++) out[b * Tk + j] = int_at(m, b, j) != 0;
-    return out;
+    return ag_upload(ctx, out, (size_t)(B * Tk) + 1);
 }
 
 static int32_t *segments_i32(hft_ctx *ctx, const hft_tensor *s, const char *what, int64_t B, int64_t T) {
-    int32_t *out = ag_alloc(ctx, sizeof(int32_t) * (size_t)(B * T + 1));
-    if (!out) return NULL;
+    hft_tensor hv;
+    hft_storage hs;
+    int32_t *out = ag_host_alloc(ctx, sizeof(int32_t) * (size_t)(B * T + 1));
+    if (!out || !(s = host_view(ctx, s, &hv, &hs))) return NULL;
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) {
             int64_t v = int_at(s, b, t);
@@ -83,7 +102,7 @@ static int32_t *segments_i32(hft_ctx *ctx, const hft_tensor *s, const char *what
             }
             out[b * T + t] = (int32_t)v;
         }
-    return out;
+    return ag_upload(ctx, out, sizeof(int32_t) * (size_t)(B * T + 1));
 }
 
 /* ---------------------------------------------------------------- backward */

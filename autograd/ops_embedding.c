@@ -48,7 +48,8 @@ static void position_of(const hft_tensor *ids, int64_t i, char *buf, size_t size
 hft_tensor *hft_embedding(hft_ctx *ctx, hft_tensor *weight, hft_tensor *ids, int64_t padding_idx) {
     hft_tensor *in[2] = {weight, ids};
     if (!ag_check(ctx, "embedding", 2, in)) return NULL;
-    if (weight->dtype != HFT_BF16 && weight->dtype != HFT_F16 && !ag_check_float(ctx, "embedding", weight, "weight"))
+    if (weight->dtype != HFT_BF16 && weight->dtype != HFT_F16 &&
+        !ag_check_float(ctx, "embedding", weight, "weight"))
         return NULL; /* bf16/f16: a frozen table held in low precision, gathered into f32 rows */
     char bw[128], bi[128];
     if (weight->ndim != 2)
@@ -70,7 +71,8 @@ hft_tensor *hft_embedding(hft_ctx *ctx, hft_tensor *weight, hft_tensor *ids, int
     weight = hft_contiguous(ctx, weight);
     if (!ids || !weight) return NULL;
     int64_t n = hft_tensor_numel(ids);
-    const void *idp = hft_tensor_data(ids);
+    const void *idp = ag_host_data(ctx, ids); /* on a device: read back once for the range check */
+    if (!idp) return NULL;
     for (int64_t i = 0; i < n; i++) {
         int64_t id = ids->dtype == HFT_I32 ? (int64_t)((const int32_t *)idp)[i] : ((const int64_t *)idp)[i];
         if (id < 0 || id >= V) {
@@ -96,7 +98,7 @@ hft_tensor *hft_embedding(hft_ctx *ctx, hft_tensor *weight, hft_tensor *ids, int
                             .vocab = V,
                             .dim = D,
                             .id_dtype = ids->dtype,
-                            .ids = idp,
+                            .ids = hft_tensor_data(ids),
                             .weight = hft_tensor_data(weight),
                             .out = hft_tensor_data(y),
                             .padding_idx = padding_idx < 0 ? -1 : padding_idx};

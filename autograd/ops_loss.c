@@ -19,18 +19,6 @@ static const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t s
     return buf;
 }
 
-static double scalar_of(const hft_tensor *t) {
-    const void *p = hft_tensor_data(t);
-    return t->dtype == HFT_F64 ? *(const double *)p : (double)*(const float *)p;
-}
-
-static void store_scalar(hft_tensor *t, double v) {
-    if (t->dtype == HFT_F64)
-        *(double *)hft_tensor_data(t) = v;
-    else
-        *(float *)hft_tensor_data(t) = (float)v;
-}
-
 /* ---------------------------------------------------------------- targets */
 
 /* Checks targets against the rows they label (shape `rows_ndim`/`rows_shape`) and `classes`, and counts
@@ -57,7 +45,8 @@ static hft_tensor *check_targets(hft_ctx *ctx, const char *op, hft_tensor *targe
     hft_tensor *t = hft_contiguous(ctx, targets);
     if (!t) return NULL;
     int64_t n = hft_tensor_numel(t), counted = 0;
-    const void *data = hft_tensor_data(t);
+    const void *data = ag_host_data(ctx, t); /* on a device: read back once for the range check */
+    if (!data) return NULL;
     for (int64_t i = 0; i < n; i++) {
         int64_t v = t->dtype == HFT_I32 ? (int64_t)((const int32_t *)data)[i] : ((const int64_t *)data)[i];
         if (v == opts.ignore_index) continue;
@@ -79,7 +68,10 @@ static hft_tensor *check_targets(hft_ctx *ctx, const char *op, hft_tensor *targe
     if (keep && t->ctx != ctx) { /* a heap tensor the caller may free before backward */
         hft_tensor *copy = ag_new(ctx, t->dtype, t->ndim, t->shape);
         if (!copy) return NULL;
-        if (n) memcpy(hft_tensor_data(copy), data, hft_tensor_nbytes(t));
+        if (n && !ctx->kernels->dev)
+            memcpy(hft_tensor_data(copy), data, hft_tensor_nbytes(t));
+        else if (n)
+            ag_copy_into(ctx, copy, t, false);
         t = copy;
     }
     return t;
@@ -111,7 +103,7 @@ static void xent_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
                        .label_smoothing = s->opts.label_smoothing,
                        .lse = s->lse,
                        .dlogits = hft_tensor_data(g.dst),
-                       .scale = scalar_of(gy),
+                       .scale = ag_read_scalar(ctx, gy),
                        .accumulate = g.accumulate};
     if (s->rows > 0 && s->classes > 0) bwd(&a);
     ag_grad_end(ctx, &g);
@@ -158,7 +150,7 @@ hft_tensor *hft_cross_entropy(hft_ctx *ctx, hft_tensor *logits, hft_tensor *targ
         total = sum(a.row_loss, N);
     }
     ag_pool_tensor_release(ctx, row_loss);
-    store_scalar(out, total);
+    ag_write_scalar(ctx, out, total);
     hft_node *node = ag_record(ctx, op, xent_backward, out, 1, &logits, sizeof(xent_saved));
     if (node) {
         xent_saved *s = node->saved;
@@ -237,7 +229,8 @@ static bool row_layout(const hft_tensor *x, int64_t *ld) {
 }
 
 static void gemm(hft_ctx *ctx, hft_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a,
-                 int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc, double beta, hft_dtype b_type) {
+                 int64_t lda, const void *b, int64_t ldb, void *c, int64_t ldc, double beta,
+                 hft_dtype b_type) {
     hft_gemm_args g = {.trans_a = ta,
                        .trans_b = tb,
                        .m = m,
@@ -272,10 +265,25 @@ static void lce_grad(hft_ctx *ctx, hft_tensor *input, const hft_tensor *unit, do
 
 static void lce_backward(hft_ctx *ctx, hft_node *node, hft_tensor *gy) {
     const lce_saved *s = node->saved;
-    double g = scalar_of(gy);
+    double g = ag_read_scalar(ctx, gy);
     lce_grad(ctx, node->in[0], s->dh, g);
     lce_grad(ctx, node->in[1], s->dw, g);
     if (node->n_in > 2) lce_grad(ctx, node->in[2], s->db, g);
+}
+
+/* The first r rows of the logits block set to the bias: host copies on the CPU, a broadcast copy kernel on
+ * a device (whose memory the host cannot write). */
+static void bias_rows(hft_ctx *ctx, hft_tensor *block, const hft_tensor *bias, int64_t r) {
+    int64_t V = bias->shape[0];
+    size_t es = hft_dtype_size(block->dtype);
+    if (ctx->kernels->dev) {
+        hft_tensor rows = *block;
+        rows.shape[0] = r;
+        ag_copy_into(ctx, &rows, bias, false);
+        return;
+    }
+    char *L = hft_tensor_data(block);
+    for (int64_t i = 0; i < r; i++) memcpy(L + (size_t)(i * V) * es, hft_tensor_data(bias), (size_t)V * es);
 }
 
 /* A classifier held in bf16/f16 (a frozen base) next to f32 hidden states: multiplied exactly. */
@@ -381,8 +389,7 @@ hft_tensor *hft_linear_cross_entropy(hft_ctx *ctx, hft_tensor *hidden, hft_tenso
         int64_t r = N - b0 < R ? N - b0 : R;
         const char *Hb = H + (size_t)(b0 * ldh) * es;
         if (bias) /* the block starts as bias rows; the GEMM adds H Wᵀ */
-            for (int64_t i = 0; i < r; i++)
-                memcpy(L + (size_t)(i * V) * es, hft_tensor_data(bias), (size_t)V * es);
+            bias_rows(ctx, block, bias, r);
         gemm(ctx, dt, false, !w_trans, r, V, D, Hb, ldh, W, ldw, L, ldv, bias ? 1.0 : 0.0, w_type);
         hft_xent_args a = {.rows = r,
                            .classes = V,
@@ -408,7 +415,8 @@ hft_tensor *hft_linear_cross_entropy(hft_ctx *ctx, hft_tensor *hidden, hft_tenso
             gemm(ctx, dt, false, w_trans, r, D, V, L, ldv, W, ldw,
                  (char *)hft_tensor_data(dh) + (size_t)(b0 * D) * es, ldd, 0.0, w_type);
         if (want_w) /* dW [V, D] (+)= dLᵀ [V, r] H_blk [r, D] */
-            gemm(ctx, dt, true, false, V, D, r, L, ldv, Hb, ldh, hft_tensor_data(dw), ldd, b0 ? 1.0 : 0.0, HFT_F32);
+            gemm(ctx, dt, true, false, V, D, r, L, ldv, Hb, ldh, hft_tensor_data(dw), ldd, b0 ? 1.0 : 0.0,
+                 HFT_F32);
         if (want_b) { /* db [V] (+)= Σ_rows dL */
             hft_tensor lb = *block;
             lb.shape[0] = r;
@@ -418,7 +426,7 @@ hft_tensor *hft_linear_cross_entropy(hft_ctx *ctx, hft_tensor *hidden, hft_tenso
     double total = N > 0 ? sum(row_loss, N) : 0.0;
     ag_pool_tensor_release(ctx, block);
     ag_pool_tensor_release(ctx, rows);
-    store_scalar(out, total);
+    ag_write_scalar(ctx, out, total);
     in[0] = hidden;
     in[1] = w_low ? weight_in : weight;
     in[2] = bias;

@@ -76,18 +76,23 @@ hft_status hft_paramset_reopen(hft_paramset *ps) {
 hft_status hft_paramset_finalize(hft_paramset *ps, size_t bucket_bytes) {
     if (ps->finalized) return HFT_OK;
     int64_t total = 0;
+    hft_device device = {HFT_CPU, 0}; /* the flat buffer lives where the trainable values do */
     for (int i = 0; i < ps->n; i++) {
         const hft_param *p = &ps->params[i];
         if (p->tags & HFT_PARAM_FROZEN) continue;
         if (p->value->dtype != HFT_F32)
             return hft_error(HFT_EINVAL, "parameter set: trainable '%s' must be f32 (master weights), got %s",
                              p->name, hft_dtype_name(p->value->dtype));
+        if (total == 0) device = p->value->device;
+        if (p->value->device.type != device.type || p->value->device.index != device.index)
+            return hft_error(HFT_EINVAL, "parameter set: trainable '%s' is on another device than the others",
+                             p->name);
         total += hft_tensor_numel(p->value);
     }
     ps->trainable = total;
     ps->finalized = true;
     if (total == 0) return HFT_OK;
-    ps->flat_grad = hft_tensor_new(HFT_F32, 1, (int64_t[]){total});
+    ps->flat_grad = hft_tensor_new_on(device, HFT_F32, 1, (int64_t[]){total});
     if (!ps->flat_grad)
         return hft_error(HFT_ENOMEM, "parameter set: out of memory for %lld gradients", (long long)total);
     /* reverse registration order: the last layers' gradients, which backward produces first, come first */
@@ -148,7 +153,11 @@ void hft_paramset_materialize_grads(hft_paramset *ps) {
     for (int i = 0; i < ps->n; i++) {
         hft_param *p = &ps->params[i];
         if (p->grad && !(p->value->flags & HFT_TENSOR_GRAD_SET)) {
-            memset(hft_tensor_data(p->grad), 0, hft_tensor_nbytes(p->grad));
+            if (p->grad->device.type == HFT_CPU)
+                memset(hft_tensor_data(p->grad), 0, hft_tensor_nbytes(p->grad));
+            else /* device memory: the host cannot write it */
+                (void)hft_kernels_for(p->grad->device.type)
+                    ->dev->zero(hft_tensor_data(p->grad), hft_tensor_nbytes(p->grad));
             p->value->flags |= HFT_TENSOR_GRAD_SET;
         }
     }
