@@ -64,6 +64,8 @@ void hft_ctx_free(hft_ctx *ctx);
 /* Releases every tensor made in the context since the last reset, the tape and any error. */
 void hft_ctx_reset(hft_ctx *ctx);
 hft_status hft_ctx_status(const hft_ctx *ctx);
+/* The device the context's tensors live on (its options' device): where callers put the inputs they make. */
+hft_device hft_ctx_device(const hft_ctx *ctx);
 /* Records an error in the context as an op would (the first one sticks) and returns NULL: for the layers
  * above that build formulas from ops and find bad input on the way. */
 hft_tensor *hft_ctx_fail(hft_ctx *ctx, hft_status status, const char *fmt, ...)
@@ -115,8 +117,8 @@ void hft_tensor_free(hft_tensor *t); /* also frees its grad; NULL is ignored */
 hft_tensor *hft_tensor_new_on(hft_device device, hft_dtype dtype, int ndim, const int64_t *shape);
 /* A contiguous heap copy of src's values on `device`, in src's dtype. */
 hft_tensor *hft_tensor_to(const hft_tensor *src, hft_device device);
-/* t takes src's values, dtype and storage (same shape; src is freed); the header, and every pointer to it,
- * stay. How a loader holds a weight in bf16 without ever filling an f32 copy. */
+/* t takes src's values, dtype, storage and device (same shape; src is freed); the header, and every pointer
+ * to it, stay. How a loader holds a weight in bf16 without ever filling an f32 copy. */
 hft_status hft_tensor_adopt(hft_tensor *t, hft_tensor *src);
 /* t's values converted to `dtype` in place (new storage; the header stays). */
 hft_status hft_tensor_convert(hft_tensor *t, hft_dtype dtype);

@@ -101,6 +101,9 @@ void hft_ctx_reset(hft_ctx *ctx) {
 hft_status hft_ctx_status(const hft_ctx *ctx) {
     return ctx->status;
 }
+hft_device hft_ctx_device(const hft_ctx *ctx) {
+    return ctx->device;
+}
 const char *hft_ctx_error(const hft_ctx *ctx) {
     return ctx->error;
 }

@@ -175,6 +175,7 @@ hft_status hft_tensor_adopt(hft_tensor *t, hft_tensor *src) {
     hft_storage *old = t->storage;
     t->storage = src->storage;
     t->dtype = src->dtype;
+    t->device = src->device; /* moving a parameter to a device keeps its header */
     t->offset = src->offset;
     memcpy(t->stride, src->stride, sizeof t->stride);
     t->version++;

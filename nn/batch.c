@@ -1,12 +1,71 @@
 /* Batch helpers the families share: positions, shifted labels, input checks. */
+#include <stdlib.h>
+
 #include "nn/nn_internal.h"
 
+/* On the CPU written in place (no allocation: a steady step allocates nothing); on a device made on the
+ * host and copied there (hft_from_data), since the host cannot write device memory. */
 hft_tensor *nn_positions_from(hft_ctx *ctx, int64_t start, int64_t T) {
-    hft_tensor *pos = hft_empty(ctx, HFT_I64, 2, (int64_t[]){1, T});
-    if (!pos) return NULL;
-    int64_t *p = hft_tensor_data(pos);
+    if (hft_ctx_device(ctx).type == HFT_CPU) {
+        hft_tensor *pos = hft_empty(ctx, HFT_I64, 2, (int64_t[]){1, T});
+        if (!pos) return NULL;
+        int64_t *p = hft_tensor_data(pos);
+        for (int64_t t = 0; t < T; t++) p[t] = start + t;
+        return pos;
+    }
+    int64_t *p = malloc(sizeof *p * (size_t)(T > 0 ? T : 1));
+    if (!p) return hft_ctx_fail(ctx, HFT_ENOMEM, "positions: out of memory");
     for (int64_t t = 0; t < T; t++) p[t] = start + t;
+    hft_tensor *pos = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){1, T}, p);
+    free(p);
     return pos;
+}
+
+static bool same_device(hft_device a, hft_device b) {
+    return a.type == b.type && (a.type == HFT_CPU || a.index == b.index);
+}
+
+hft_tensor *nn_to_ctx(hft_ctx *ctx, hft_tensor *t) {
+    if (!t || same_device(t->device, hft_ctx_device(ctx))) return t;
+    hft_tensor *c = hft_empty(ctx, t->dtype, t->ndim, t->shape);
+    if (!c) return NULL;
+    if (hft_tensor_copy(c, t) != HFT_OK)
+        return hft_ctx_fail(ctx, HFT_EDEVICE, "batch: copying an input to the device: %s",
+                            hft_error_message());
+    return c;
+}
+
+hft_batch nn_batch_to_ctx(hft_ctx *ctx, const hft_batch *b) {
+    hft_batch d = *b;
+    d.input_ids = nn_to_ctx(ctx, b->input_ids);
+    d.attention_mask = nn_to_ctx(ctx, b->attention_mask);
+    d.token_type_ids = nn_to_ctx(ctx, b->token_type_ids);
+    d.labels = nn_to_ctx(ctx, b->labels);
+    d.position_ids = nn_to_ctx(ctx, b->position_ids);
+    return d;
+}
+
+/* Causal LM targets: labels shifted left by one, -100 at the end of each row. */
+static void shift_rows(const int64_t *src, int64_t s0, int64_t s1, int64_t B, int64_t T, int64_t *dst) {
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) dst[b * T + t] = t + 1 < T ? src[b * s0 + (t + 1) * s1] : -100;
+}
+
+/* Labels on a device: read back, shifted on the host, copied up (one small synchronous read a step). */
+static hft_tensor *shift_on_device(hft_ctx *ctx, hft_tensor *lab, int64_t B, int64_t T) {
+    hft_tensor *host = hft_tensor_to(lab, (hft_device){HFT_CPU, 0});
+    int64_t *dst = malloc(sizeof *dst * (size_t)(B * T > 0 ? B * T : 1));
+    hft_tensor *shifted = NULL;
+    if (host && dst) {
+        shift_rows(hft_tensor_data(host), T, 1, B, T, dst); /* hft_tensor_to: contiguous */
+        shifted = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){B, T}, dst);
+    } else {
+        hft_ctx_fail(ctx, HFT_EDEVICE, "causal LM labels: reading them from the device: %s",
+                     hft_error_message());
+    }
+    hft_tensor_free(host);
+    free(dst);
+    return shifted;
 }
 
 hft_tensor *nn_positions(hft_ctx *ctx, int64_t T) {
@@ -22,12 +81,15 @@ bool nn_cache_kv(hft_ctx *ctx, const hft_batch *b, int layer, hft_tensor **k, hf
     if (!c || !*k || !*v) return *k && *v;
     int64_t B = (*k)->shape[0], T = (*k)->shape[1];
     if (B != c->batch || c->len + T > c->max_len) {
-        hft_ctx_fail(ctx, HFT_EINVAL, "decode: %lld rows of %lld tokens after %lld do not fit a cache of %lld rows "
-                     "x %lld tokens", (long long)B, (long long)T, (long long)c->len, (long long)c->batch,
+        hft_ctx_fail(ctx, HFT_EINVAL,
+                     "decode: %lld rows of %lld tokens after %lld do not fit a cache of %lld rows "
+                     "x %lld tokens",
+                     (long long)B, (long long)T, (long long)c->len, (long long)c->batch,
                      (long long)c->max_len);
         return false;
     }
-    hft_tensor *dk = hft_narrow(ctx, c->k[layer], 1, c->len, T), *dv = hft_narrow(ctx, c->v[layer], 1, c->len, T);
+    hft_tensor *dk = hft_narrow(ctx, c->k[layer], 1, c->len, T),
+               *dv = hft_narrow(ctx, c->v[layer], 1, c->len, T);
     if (!dk || !dv || hft_tensor_copy(dk, *k) != HFT_OK || hft_tensor_copy(dv, *v) != HFT_OK) {
         hft_ctx_fail(ctx, HFT_EINVAL, "decode: %s", hft_error_message());
         return false;
@@ -42,13 +104,10 @@ hft_tensor *nn_shift_labels(hft_ctx *ctx, hft_tensor *labels) {
     if (!lab) return NULL;
     if (lab->ndim != 2) return hft_ctx_fail(ctx, HFT_EINVAL, "causal LM labels must be [batch, seq]");
     int64_t B = lab->shape[0], T = lab->shape[1];
+    if (lab->device.type != HFT_CPU) return shift_on_device(ctx, lab, B, T);
     hft_tensor *shifted = hft_empty(ctx, HFT_I64, 2, (int64_t[]){B, T});
     if (!shifted) return NULL;
-    const int64_t *src = hft_tensor_data(lab);
-    int64_t *dst = hft_tensor_data(shifted);
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < T; t++)
-            dst[b * T + t] = t + 1 < T ? src[b * lab->stride[0] + (t + 1) * lab->stride[1]] : -100;
+    shift_rows(hft_tensor_data(lab), lab->stride[0], lab->stride[1], B, T, hft_tensor_data(shifted));
     return shifted;
 }
 

@@ -75,7 +75,8 @@ static hft_status open_index(nn_checkpoint *ck, const char *index_path) {
 hft_status nn_checkpoint_open(const char *dir, nn_checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
     ck->dir = strdup(dir);
-    char *single = hft_path_join(dir, "model.safetensors"), *index = hft_path_join(dir, "model.safetensors.index.json");
+    char *single = hft_path_join(dir, "model.safetensors"),
+         *index = hft_path_join(dir, "model.safetensors.index.json");
     hft_status st;
     if (!ck->dir || !single || !index) {
         st = hft_error(HFT_ENOMEM, "out of memory");

@@ -10,6 +10,7 @@ hft_status hft_kv_cache_new(const hft_model *m, int64_t batch, int64_t max_len, 
     if (!m->family->kv_shape || m->task != HFT_TASK_CAUSAL_LM)
         return hft_error(HFT_EUNSUPPORTED, "%s: incremental decoding is for causal language models",
                          m->architecture);
+    HFT_TRY(nn_require_cpu(m, "incremental decoding (the KV cache, generate)"));
     if (batch < 1 || max_len < 1)
         return hft_error(HFT_EINVAL, "KV cache of %lld rows x %lld tokens; expected at least 1 x 1",
                          (long long)batch, (long long)max_len);

@@ -133,7 +133,12 @@ hft_status hft_perplexity(hft_ctx *ctx, hft_model *m, const int64_t *ids, int64_
         }
         /* the guide weights each window's mean loss by its valid labels minus one (its "internal label
          * shift") */
-        double mean = count ? (double)*(float *)hft_tensor_data(sum) / (double)count : 0;
+        double total = 0; /* read back from the context's device, where it may be */
+        if (hft_tensor_to_f64(sum, &total) != HFT_OK) {
+            st = hft_error(HFT_EDEVICE, "perplexity: reading the loss: %s", hft_error_message());
+            break;
+        }
+        double mean = count ? total / (double)count : 0;
         nll_sum += mean * (double)(trg - 1);
         n_tokens += trg - 1;
         hft_ctx_reset(ctx);

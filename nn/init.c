@@ -36,7 +36,8 @@ hft_status hft_init_uniform(hft_tensor *t, double lo, double hi, uint64_t seed, 
     int64_t n = hft_tensor_numel(t);
     uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
     for (int64_t i = 0; i < n; i += 4) {
-        uint32_t ctr[4] = {(uint32_t)(i >> 2), (uint32_t)((uint64_t)i >> 34), stream, 0x756e6966 /* "unif" */};
+        uint32_t ctr[4] = {(uint32_t)(i >> 2), (uint32_t)((uint64_t)i >> 34), stream,
+                           0x756e6966 /* "unif" */};
         uint32_t r[4];
         hft_philox4x32(key, ctr, r);
         for (int j = 0; j < 4 && i + j < n; j++) {

@@ -429,7 +429,8 @@ static hft_tensor *llama_embed(hft_ctx *ctx, hft_model *m, const hft_batch *b, b
     (void)train;
     llama *g = m->impl;
     /* no length limit: RoPE has no table, and transformers runs past max_position_embeddings */
-    if (!nn_check_ids(ctx, m, b, 0) || !check_window(ctx, m, nn_past(b) + b->input_ids->shape[1])) return NULL;
+    if (!nn_check_ids(ctx, m, b, 0) || !check_window(ctx, m, nn_past(b) + b->input_ids->shape[1]))
+        return NULL;
     return hft_embedding(ctx, g->embed, b->input_ids, g->pad_id);
 }
 
@@ -459,7 +460,8 @@ static hft_tensor *llama_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor
     hft_tensor *v = hft_reshape(ctx, nn_linear_forward(ctx, &L->v, a, train), 4, (int64_t[]){B, T, Hkv, D});
     /* positions 0 .. T-1 for every row, padded or not: transformers' forward when no position_ids are given
      */
-    hft_tensor *pos = b->position_ids ? b->position_ids : nn_positions_from(ctx, nn_past(b), T); /* decoding: they go on */
+    hft_tensor *pos =
+        b->position_ids ? b->position_ids : nn_positions_from(ctx, nn_past(b), T); /* decoding: they go on */
     hft_tensor *inv = g->inv_freq;
     if (q && q->dtype != inv->dtype) inv = hft_cast(ctx, inv, q->dtype);
     q = hft_rope(ctx, q, pos, inv, g->rope_scaling);
@@ -497,6 +499,12 @@ static void llama_kv_shape(const hft_model *m, int64_t *heads, int64_t *dim) {
     *dim = g->head_dim;
 }
 
+/* RoPE's frequencies go with the parameters: hft_rope reads them in the context's device. */
+static hft_status llama_to_device(hft_model *m, hft_device device) {
+    llama *g = m->impl;
+    return nn_tensor_move(g->inv_freq, device);
+}
+
 const nn_family nn_family_llama = {
     .name = "llama",
     .architectures =
@@ -508,5 +516,6 @@ const nn_family nn_family_llama = {
     .block = llama_block,
     .head_loss = llama_head_loss,
     .head_logits = llama_head_logits,
+    .to_device = llama_to_device,
     .kv_shape = llama_kv_shape,
 };

@@ -319,6 +319,7 @@ hft_status nn_lora_attach(hft_model *m, const cJSON *given, const char *source, 
     }
     /* From here the model changes: a failure (out of memory) leaves it unusable. */
     m->adapter = a;
+    hft_device device = hft_model_device(m); /* the new factors are made on the host, then moved there */
     HFT_TRY(hft_paramset_reopen(m->params));
     HFT_TRY(add_factors(m, a, seed)); /* before the tags: lora_only asks which modules have a branch */
     for (int i = 0; i < hft_paramset_count(m->params); i++) {
@@ -331,6 +332,7 @@ hft_status nn_lora_attach(hft_model *m, const cJSON *given, const char *source, 
         }
     }
     HFT_TRY(build_json(m, a, given));
+    HFT_TRY(nn_params_to(m, device));
     return hft_paramset_finalize(m->params, NN_BUCKET_BYTES);
 }
 
@@ -375,6 +377,7 @@ hft_status hft_lora_merge(hft_model *m) {
     nn_adapter *a = m->adapter;
     if (!a) return hft_error(HFT_ESTATE, "%s has no LoRA adapter to merge", m->architecture);
     if (a->merged) return HFT_OK;
+    HFT_TRY(nn_require_cpu(m, "merging a LoRA adapter"));
     for (int i = 0; i < a->n_modules; i++) {
         nn_linear *lin = a->modules[i];
         const nn_lora *l = &lin->lora;

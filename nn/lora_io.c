@@ -90,8 +90,8 @@ static hft_status load_tensors(hft_model *m, const char *dir) {
         }
         hft_tensor *t = NULL;
         st = hft_safetensors_load(f, name, HFT_F32, false, &t);
+        if (st == HFT_OK) st = hft_tensor_copy(p->value, t); /* the adapter may be on a device */
         if (st == HFT_OK) {
-            memcpy(hft_tensor_data(p->value), hft_tensor_data(t), hft_tensor_nbytes(t));
             p->value->version++;
             taken++;
         }

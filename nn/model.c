@@ -300,6 +300,12 @@ static hft_status load_param(hft_model *m, const nn_checkpoint *ck, int i, const
     hft_status st;
     if (p->value->ndim >= 2 && hold != HFT_F32) { /* held frozen in low precision, read straight into it */
         st = hft_safetensors_load(f, e->name, hold, false, &src);
+        if (st == HFT_OK && p->value->device.type != HFT_CPU) { /* a model on a device: its copy goes there */
+            hft_tensor *up = hft_tensor_to(src, p->value->device);
+            hft_tensor_free(src);
+            src = up;
+            if (!src) st = hft_error_status();
+        }
         if (st == HFT_OK) st = hft_tensor_adopt(p->value, src);
         p->tags |= HFT_PARAM_FROZEN;
     } else {
@@ -408,7 +414,11 @@ void hft_model_weights_digest(const hft_model *m, char out[33]) {
         for (int d = 0; d < p->value->ndim; d++) h1 = (h1 ^ (uint64_t)p->value->shape[d]) * 1099511628211ull;
         /* up to 4096 evenly spaced values' bits: reading every weight would cost a pass over the model */
         /* as f32 values, so a base held in bf16 digests as the same base loaded in f32 */
-        const unsigned char *data = hft_tensor_data(p->value);
+        /* a model on a device: read from a host copy (a failed copy digests names and shapes only) */
+        hft_tensor *staged =
+            p->value->device.type == HFT_CPU ? NULL : hft_tensor_to(p->value, (hft_device){0});
+        if (p->value->device.type != HFT_CPU && !staged) continue;
+        const unsigned char *data = hft_tensor_data(staged ? staged : p->value);
         hft_dtype dt = p->value->dtype;
         size_t es = hft_dtype_size(dt);
         int64_t n = hft_tensor_numel(p->value), step = n > 4096 ? n / 4096 : 1;
@@ -425,6 +435,7 @@ void hft_model_weights_digest(const hft_model *m, char out[33]) {
             h2 = (h2 ^ bits) * 0x100000001b3ull;
             h2 ^= h2 >> 29;
         }
+        hft_tensor_free(staged);
     }
     snprintf(out, 33, "%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
 }
@@ -452,7 +463,8 @@ static const char *stored_dtype(const hft_model *m) {
 
 hft_status hft_model_to_dtype(hft_model *m, hft_dtype dtype) {
     if (dtype != HFT_F32 && dtype != HFT_BF16 && dtype != HFT_F16)
-        return hft_error(HFT_EINVAL, "model dtype %s; expected float32, bfloat16 or float16", hft_dtype_name(dtype));
+        return hft_error(HFT_EINVAL, "model dtype %s; expected float32, bfloat16 or float16",
+                         hft_dtype_name(dtype));
     for (int i = 0; i < hft_paramset_count(m->params); i++) {
         hft_param *p = hft_paramset_get(m->params, i);
         if (!m->info[i].adapter && hft_dtype_is_float(p->value->dtype))
@@ -475,7 +487,8 @@ static char *saved_config(const hft_model *m) {
             cJSON_ReplaceItemInObjectCaseSensitive(c, *k, cJSON_CreateString(stored_dtype(m)));
             any = true;
         }
-    if (!any) cJSON_AddStringToObject(c, "torch_dtype", stored_dtype(m)); /* read by transformers 4.x and 5.x */
+    if (!any)
+        cJSON_AddStringToObject(c, "torch_dtype", stored_dtype(m)); /* read by transformers 4.x and 5.x */
     char *text = cJSON_Print(c);
     cJSON_Delete(c);
     return text;
@@ -556,9 +569,13 @@ const char *hft_model_initialized(const hft_model *m, int i) {
 
 /* ---------------------------------------------------------------- running */
 
+/* Each entry point takes the batch's tensors to the context's device (no copy when they are there): the
+ * whole-model calls do it once, so their stages find them there. */
 hft_tensor *hft_model_embed(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool train) {
     if (hft_ctx_status(ctx) != HFT_OK) return NULL;
-    return m->family->embed(ctx, m, b, train);
+    hft_batch d = nn_batch_to_ctx(ctx, b);
+    if (hft_ctx_status(ctx) != HFT_OK) return NULL;
+    return m->family->embed(ctx, m, &d, train);
 }
 
 hft_tensor *hft_model_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor *h, const hft_batch *b,
@@ -566,7 +583,9 @@ hft_tensor *hft_model_block(hft_ctx *ctx, hft_model *m, int layer, hft_tensor *h
     if (!h || hft_ctx_status(ctx) != HFT_OK) return NULL;
     if (layer < 0 || layer >= m->n_layers)
         return hft_ctx_fail(ctx, HFT_EINVAL, "%s: layer %d of %d", m->architecture, layer, m->n_layers);
-    return m->family->block(ctx, m, layer, h, b, train);
+    hft_batch d = nn_batch_to_ctx(ctx, b);
+    if (hft_ctx_status(ctx) != HFT_OK) return NULL;
+    return m->family->block(ctx, m, layer, h, &d, train);
 }
 
 hft_tensor *hft_model_head_loss(hft_ctx *ctx, hft_model *m, hft_tensor *h, const hft_batch *b, bool train,
@@ -578,12 +597,16 @@ hft_tensor *hft_model_head_loss(hft_ctx *ctx, hft_model *m, hft_tensor *h, const
                             "*ForSequenceClassification or *ForMaskedLM architecture",
                             m->architecture);
     if (!b->labels) return hft_ctx_fail(ctx, HFT_EINVAL, "%s: the batch has no labels", m->architecture);
-    return m->family->head_loss(ctx, m, h, b, train, count);
+    hft_batch d = nn_batch_to_ctx(ctx, b);
+    if (hft_ctx_status(ctx) != HFT_OK) return NULL;
+    return m->family->head_loss(ctx, m, h, &d, train, count);
 }
 
 hft_tensor *hft_model_head_logits(hft_ctx *ctx, hft_model *m, hft_tensor *h, const hft_batch *b) {
     if (!h || hft_ctx_status(ctx) != HFT_OK) return NULL;
-    return m->family->head_logits(ctx, m, h, b);
+    hft_batch d = nn_batch_to_ctx(ctx, b);
+    if (hft_ctx_status(ctx) != HFT_OK) return NULL;
+    return m->family->head_logits(ctx, m, h, &d);
 }
 
 hft_tensor *hft_model_pooler(hft_ctx *ctx, hft_model *m, hft_tensor *h) {
@@ -592,16 +615,70 @@ hft_tensor *hft_model_pooler(hft_ctx *ctx, hft_model *m, hft_tensor *h) {
     return m->family->pooler(ctx, m, h);
 }
 
-hft_tensor *hft_model_hidden(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool train) {
-    hft_tensor *h = hft_model_embed(ctx, m, b, train);
-    for (int l = 0; l < m->n_layers && h; l++) h = hft_model_block(ctx, m, l, h, b, train);
+static hft_tensor *hidden_on_ctx(hft_ctx *ctx, hft_model *m, const hft_batch *d, bool train) {
+    hft_tensor *h = hft_model_embed(ctx, m, d, train);
+    for (int l = 0; l < m->n_layers && h; l++) h = hft_model_block(ctx, m, l, h, d, train);
     return h;
 }
 
+hft_tensor *hft_model_hidden(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool train) {
+    hft_batch d = nn_batch_to_ctx(ctx, b);
+    return hft_ctx_status(ctx) == HFT_OK ? hidden_on_ctx(ctx, m, &d, train) : NULL;
+}
+
 hft_tensor *hft_model_loss(hft_ctx *ctx, hft_model *m, const hft_batch *b, bool train, int64_t *count) {
-    return hft_model_head_loss(ctx, m, hft_model_hidden(ctx, m, b, train), b, train, count);
+    hft_batch d = nn_batch_to_ctx(ctx, b);
+    if (hft_ctx_status(ctx) != HFT_OK) return NULL;
+    return hft_model_head_loss(ctx, m, hidden_on_ctx(ctx, m, &d, train), &d, train, count);
 }
 
 hft_tensor *hft_model_logits(hft_ctx *ctx, hft_model *m, const hft_batch *b) {
-    return hft_model_head_logits(ctx, m, hft_model_hidden(ctx, m, b, false), b);
+    hft_batch d = nn_batch_to_ctx(ctx, b);
+    if (hft_ctx_status(ctx) != HFT_OK) return NULL;
+    return hft_model_head_logits(ctx, m, hidden_on_ctx(ctx, m, &d, false), &d);
+}
+
+/* ---------------------------------------------------------------- devices */
+
+hft_device hft_model_device(const hft_model *m) {
+    int n = hft_paramset_count(m->params);
+    return n ? hft_paramset_get(m->params, 0)->value->device : (hft_device){HFT_CPU, 0};
+}
+
+hft_status nn_require_cpu(const hft_model *m, const char *what) {
+    if (hft_model_device(m).type == HFT_CPU) return HFT_OK;
+    return hft_error(HFT_EUNSUPPORTED,
+                     "%s: %s runs on the CPU only for now, and this model is on cuda:%d; move it back with "
+                     "hft_model_to_device(m, {HFT_CPU, 0})",
+                     m->architecture, what, hft_model_device(m).index);
+}
+
+hft_status nn_tensor_move(hft_tensor *t, hft_device device) {
+    if (t->device.type == device.type && (device.type == HFT_CPU || t->device.index == device.index))
+        return HFT_OK;
+    hft_tensor *c = hft_tensor_to(t, device);
+    if (!c) return hft_error_status();
+    return hft_tensor_adopt(t, c);
+}
+
+hft_status nn_params_to(hft_model *m, hft_device device) {
+    for (int i = 0; i < hft_paramset_count(m->params); i++) {
+        hft_param *p = hft_paramset_get(m->params, i);
+        hft_status st = nn_tensor_move(p->value, device);
+        if (st != HFT_OK)
+            return hft_error(st, "%s: moving '%s' to the device: %s", m->architecture, p->name,
+                             hft_error_message());
+    }
+    return HFT_OK;
+}
+
+/* The gradient views are dropped first (reopen) and made again on the device with the flat buffer. */
+hft_status hft_model_to_device(hft_model *m, hft_device device) {
+    if (device.type != HFT_CPU && !hft_kernels_for(device.type))
+        return hft_error(HFT_EDEVICE, "%s: no backend for device type %d is loaded (hft_cuda_load first)",
+                         m->architecture, (int)device.type);
+    HFT_TRY(hft_paramset_reopen(m->params));
+    HFT_TRY(nn_params_to(m, device));
+    if (m->family->to_device) HFT_TRY(m->family->to_device(m, device));
+    return hft_paramset_finalize(m->params, NN_BUCKET_BYTES);
 }

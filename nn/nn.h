@@ -51,7 +51,8 @@ hft_status hft_safetensors_load(const hft_safetensors *f, const char *name, hft_
  * touched): a loader that has copied a tensor keeps resident memory near one copy of the weights. */
 void hft_safetensors_release(const hft_safetensors *f, const hft_st_entry *e);
 
-/* Writing: tensors are added (any layout, CPU; written contiguous), then saved atomically. The writer
+/* Writing: tensors are added (any layout, any device: a device tensor is written from a host copy made
+ * at the save; written contiguous), then saved atomically. The writer
  * keeps pointers to the tensors, which must stay alive until the save. The header lists the tensors in
  * the order they were added, "__metadata__" first, and is padded with spaces so the data starts 8-byte
  * aligned, as HF's writer does; the data is laid out by descending element size (HF sorts by alignment
@@ -120,6 +121,16 @@ hft_status hft_model_save(hft_model *m, const char *dir);
 /* Every weight of the model (not an adapter's) converted to `dtype` (float32, bfloat16, float16) in place:
  * what an export to another dtype saves. config.json's torch_dtype follows the weights. */
 hft_status hft_model_to_dtype(hft_model *m, hft_dtype dtype);
+/* Moves every parameter (a held bf16 base, a LoRA adapter too) and buffer (RoPE's inv_freq) to `device` in
+ * place: the tensor headers stay, so pointers to them stay valid; the flat gradient buffer is made anew on
+ * the device (gradients read as zero). {HFT_CPU, 0} brings the model back. Make the optimizer after the
+ * move: it holds the parameters' data pointers. A CUDA device needs its backend loaded (hft_cuda_load).
+ * A model on a device runs in contexts on that device; the batch tensors it is given may be on the CPU
+ * (they are copied into the context). Saving, loading weights and adapters work from/to a device model
+ * (staged through host copies); incremental decoding, generation and hft_lora_merge are CPU-only for now. */
+hft_status hft_model_to_device(hft_model *m, hft_device device);
+/* The device the model's parameters are on. */
+hft_device hft_model_device(const hft_model *m);
 /* The dtype the model's matrices are held in: bf16 or f16 for a base loaded with hold_dtype, else f32. */
 hft_dtype hft_model_matrix_dtype(const hft_model *m);
 /* The dtype the loaded checkpoint stored its matrices in (bf16 or f16), or f32 (also for a new model): what
@@ -190,8 +201,9 @@ typedef struct hft_batch {
     hft_tensor *token_type_ids; /* [B, T] (BERT); or NULL for all zeros */
     hft_tensor *labels;         /* causal LM [B, T] (shifted inside, -100 ignored); masked LM [B, T];
                                    classification [B] integers, regression [B] or [B, num_labels] floats */
-    struct hft_kv_cache *cache; /* incremental decoding: the keys and values of earlier tokens (hft_model_decode) */
-    hft_tensor *position_ids;   /* [B, T] i64 (left-padded rows); NULL: 0, 1, ... after the cached tokens */
+    struct hft_kv_cache
+        *cache; /* incremental decoding: the keys and values of earlier tokens (hft_model_decode) */
+    hft_tensor *position_ids; /* [B, T] i64 (left-padded rows); NULL: 0, 1, ... after the cached tokens */
 } hft_batch;
 
 /* ---------------------------------------------------------------- incremental decoding */
@@ -210,8 +222,8 @@ void hft_kv_cache_reset(hft_kv_cache *c); /* empty again, for the next prompt */
 hft_tensor *hft_model_decode(hft_ctx *ctx, hft_model *m, hft_kv_cache *c, hft_tensor *ids);
 /* The same for rows of different lengths, left-padded: mask [B, cached + T] over every key (0 for padding),
  * positions [B, T] (as generate derives them: the running count of the mask's ones, minus one). */
-hft_tensor *hft_model_decode_masked(hft_ctx *ctx, hft_model *m, hft_kv_cache *c, hft_tensor *ids, hft_tensor *mask,
-                                    hft_tensor *positions);
+hft_tensor *hft_model_decode_masked(hft_ctx *ctx, hft_model *m, hft_kv_cache *c, hft_tensor *ids,
+                                    hft_tensor *mask, hft_tensor *positions);
 
 /* Generation, as transformers' generate: greedy, or sampling with temperature, top_k, top_p, min_p; a
  * repetition penalty either way; stops after max_new_tokens or at an end token. */
@@ -219,7 +231,7 @@ typedef struct hft_generate_options {
     int64_t max_new_tokens;
     bool do_sample;
     double temperature, top_p, min_p, repetition_penalty;
-    int64_t top_k; /* 0: off */
+    int64_t top_k;      /* 0: off */
     const int64_t *eos; /* end tokens (generation_config.json's eos_token_id, one or several) */
     int n_eos;
     uint64_t seed; /* sampling draws from a Philox stream keyed on it */
@@ -229,12 +241,14 @@ hft_generate_options hft_generate_defaults(void); /* transformers' GenerationCon
 typedef bool (*hft_token_fn)(int64_t token, void *user);
 /* The tokens that follow prompt[0..n) into out (room for max_new_tokens), *n_out of them. One KV cache is
  * allocated for the call; no step allocates. */
-hft_status hft_generate(hft_ctx *ctx, hft_model *m, const int64_t *prompt, int64_t n, const hft_generate_options *o,
-                        int64_t *out, int64_t *n_out, hft_token_fn on_token, void *user);
+hft_status hft_generate(hft_ctx *ctx, hft_model *m, const int64_t *prompt, int64_t n,
+                        const hft_generate_options *o, int64_t *out, int64_t *n_out, hft_token_fn on_token,
+                        void *user);
 /* Rows of several prompts at once (prompts[r] of lengths[r] tokens), left-padded with pad_id as transformers
  * pads them; out[r * max_new_tokens + i], n_out[r] tokens each (a finished row stops at its end token). */
-hft_status hft_generate_batch(hft_ctx *ctx, hft_model *m, const int64_t *const *prompts, const int64_t *lengths, int rows,
-                              int64_t pad_id, const hft_generate_options *o, int64_t *out, int64_t *n_out);
+hft_status hft_generate_batch(hft_ctx *ctx, hft_model *m, const int64_t *const *prompts,
+                              const int64_t *lengths, int rows, int64_t pad_id, const hft_generate_options *o,
+                              int64_t *out, int64_t *n_out);
 /* The processors generate applies to one row of next-token logits (in place; -inf where filtered), given the
  * tokens so far: what transformers' generate returns as its scores. */
 hft_status hft_process_logits(float *scores, int64_t V, const int64_t *seen, int64_t n_seen,

@@ -101,7 +101,7 @@ struct hft_model {
     int n_initialized;
     nn_linear **linears; /* every linear module, in declaration order (pointers into impl) */
     int n_linears, linears_cap;
-    nn_adapter *adapter; /* NULL unless a LoRA adapter is attached */
+    nn_adapter *adapter;  /* NULL unless a LoRA adapter is attached */
     hft_dtype hold_dtype; /* hft_load_options' */
     bool hold_as_stored;
     hft_dtype source_dtype; /* the dtype the checkpoint's matrices came in (F32 for a new model) */
@@ -119,6 +119,17 @@ int64_t nn_past(const hft_batch *b);
  * token; false (context error) when they do not fit. Without a cache it does nothing. */
 bool nn_cache_kv(hft_ctx *ctx, const hft_batch *b, int layer, hft_tensor **k, hft_tensor **v);
 hft_tensor *nn_positions_from(hft_ctx *ctx, int64_t start, int64_t T);
+/* t itself when it is on the context's device (or NULL), else a copy of it in the context's arena there:
+ * how a batch made on the host reaches a model on a GPU. NULL with the context's error on failure. */
+hft_tensor *nn_to_ctx(hft_ctx *ctx, hft_tensor *t);
+/* The batch with its tensors on the context's device (nn_to_ctx each; the cache is shared). */
+hft_batch nn_batch_to_ctx(hft_ctx *ctx, const hft_batch *b);
+/* A heap tensor's storage moved to `device` in place (header kept); nothing when it is there already. */
+hft_status nn_tensor_move(hft_tensor *t, hft_device device);
+/* Every parameter not on `device` moved there (the parameter set must not be finalized). */
+hft_status nn_params_to(hft_model *m, hft_device device);
+/* "hft_model_to_device" refusals of CPU-only features: HFT_EUNSUPPORTED naming `what` unless on the CPU. */
+hft_status nn_require_cpu(const hft_model *m, const char *what);
 
 /* An architecture family: GPT-2, Llama (also Mistral, Qwen2), BERT. */
 struct nn_family {
@@ -140,6 +151,8 @@ struct nn_family {
     hft_tensor *(*pooler)(hft_ctx *ctx, hft_model *m, hft_tensor *h); /* NULL when the family has none */
     /* causal LMs: the key/value heads and head size a KV cache holds per layer; NULL otherwise */
     void (*kv_shape)(const hft_model *m, int64_t *heads, int64_t *dim);
+    /* Moves the family's own buffers (not parameters) to a device in place; NULL when it has none. */
+    hft_status (*to_device)(hft_model *m, hft_device device);
 };
 
 extern const nn_family nn_family_gpt2;

@@ -61,9 +61,6 @@ hft_status hft_st_writer_add(hft_st_writer *w, const char *name, const hft_tenso
     HFT_TRY(check_text("a tensor name", name));
     if (strcmp(name, "__metadata__") == 0)
         return hft_error(HFT_EINVAL, "safetensors writer: \"__metadata__\" is reserved, not a tensor name");
-    if (t->device.type != HFT_CPU)
-        return hft_error(HFT_EINVAL, "safetensors writer: tensor '%s' is not on the CPU; copy it there first",
-                         name);
     if (!st_name_of(t->dtype))
         return hft_error(HFT_EINVAL, "safetensors writer: tensor '%s' has unknown dtype %d", name,
                          (int)t->dtype);
@@ -321,20 +318,31 @@ hft_status hft_st_writer_save(hft_st_writer *w, const char *path) {
     }
     uint64_t n = header.n;
     bool ok = fwrite(&n, 8, 1, af.fp) == 1 && fwrite(header.s, 1, header.n, af.fp) == header.n;
+    bool staged_ok = true;
     for (int r = 0; r < w->n && ok; r++) {
         const hft_tensor *t = w->tensors[order[r]].t;
         size_t bytes = hft_tensor_nbytes(t);
         if (bytes == 0) continue;
+        /* a tensor on a device is written from a contiguous host copy, one tensor at a time */
+        hft_tensor *staged = t->device.type == HFT_CPU ? NULL : hft_tensor_to(t, (hft_device){HFT_CPU, 0});
+        if (t->device.type != HFT_CPU && !staged) {
+            ok = staged_ok = false;
+            break;
+        }
+        if (staged) t = staged;
         if (hft_tensor_is_contiguous(t))
             ok = fwrite(hft_tensor_data(t), 1, bytes, af.fp) == bytes;
         else
             ok = write_strided(af.fp, t, chunk, cap);
+        hft_tensor_free(staged);
     }
     free(order);
     free(header.s);
     free(chunk);
     if (!ok) {
-        st = hft_error(HFT_EIO, "%s: write failed: %s", path, strerror(errno));
+        st = staged_ok ? hft_error(HFT_EIO, "%s: write failed: %s", path, strerror(errno))
+                       : hft_error(HFT_EDEVICE, "%s: copying a tensor from the device: %s", path,
+                                   hft_error_message());
         hft_atomic_abort(&af);
         return st;
     }

@@ -1,6 +1,6 @@
 /* Gradient clipping by global norm, as torch.nn.utils.clip_grad_norm_, over the flat gradient buffer: the
  * norm from an ordered f64 sum of squares (the same for any thread count), the scale in f32 as torch
- * computes it. */
+ * computes it. Gradients on a device are clipped there, with that device's kernels. */
 #include <math.h>
 
 #include "optim/optim.h"
@@ -13,7 +13,11 @@ hft_status hft_clip_grad_norm(hft_paramset *ps, double max_norm, double *norm) {
         return hft_error(HFT_EINVAL,
                          "clip_grad_norm: max_norm: expected a number (<= 0 only measures), got nan");
     hft_paramset_materialize_grads(ps);
-    const hft_kernels *k = hft_kernels_for(HFT_CPU);
+    /* the gradients' device table: its sumsq (f64, a fixed order) returns to the host, its scale is queued */
+    const hft_kernels *k = hft_kernels_for(flat->device.type);
+    if (!k || !k->sumsq[HFT_F32] || !k->map[HFT_F32])
+        return hft_error(HFT_EUNSUPPORTED,
+                         "clip_grad_norm: no sumsq / map kernels for the gradients' device");
     int64_t n = hft_tensor_numel(flat);
     void *g = hft_tensor_data(flat);
     double total = sqrt(k->sumsq[HFT_F32](g, n));

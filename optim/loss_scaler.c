@@ -30,13 +30,29 @@ hft_status hft_loss_scaler_init(hft_loss_scaler *s, const hft_loss_scaler_config
     return HFT_OK;
 }
 
+/* Gradients on a device: an inf or NaN anywhere makes their f64 sum of squares non-finite (f32 values
+ * squared stay finite in f64), so one sumsq finds them; then the device's scale kernel unscales. A device
+ * error reads as found (the step is skipped, and the error stays recorded). */
+static bool unscale_on_device(hft_tensor *flat, float inv, int64_t n) {
+    const hft_kernels *k = hft_kernels_for(flat->device.type);
+    if (!k) return true;
+    void *g = hft_tensor_data(flat);
+    bool found = !isfinite(k->sumsq[HFT_F32](g, n));
+    hft_map_args m = {.op = HFT_MAP_SCALE, .n_in = 1, .alpha = inv};
+    m.out = (hft_kview){.data = g, .ndim = 1, .shape = {n}, .stride = {1}};
+    m.in[0] = m.out;
+    k->map[HFT_F32](&m);
+    return found;
+}
+
 bool hft_loss_scaler_unscale(hft_loss_scaler *s, hft_paramset *ps) {
     hft_paramset_materialize_grads(ps);
     hft_tensor *flat = hft_paramset_grads(ps);
     if (!flat) return false;
     float inv = (float)(1.0 / (double)s->scale);
-    float *g = hft_tensor_data(flat);
     int64_t n = hft_tensor_numel(flat);
+    if (flat->device.type != HFT_CPU) return unscale_on_device(flat, inv, n);
+    float *g = hft_tensor_data(flat);
     int found = 0;
 #pragma omp parallel for reduction(| : found) schedule(static)
     for (int64_t i = 0; i < n; i++) {

@@ -24,11 +24,11 @@ typedef enum hft_optim_kind {
 /* Hyper-parameters; hft_optim_defaults gives torch's (and HF TrainingArguments') defaults. */
 typedef struct hft_optim_config {
     hft_optim_kind kind;
-    double lr;           /* 5e-5 (TrainingArguments' default) */
-    double weight_decay; /* 0 */
-    double beta1, beta2; /* 0.9, 0.999 (Lion: 0.9, 0.99) */
-    double eps;          /* 1e-8 */
-    bool amsgrad;        /* Adam, AdamW */
+    double lr;                  /* 5e-5 (TrainingArguments' default) */
+    double weight_decay;        /* 0 */
+    double beta1, beta2;        /* 0.9, 0.999 (Lion: 0.9, 0.99) */
+    double eps;                 /* 1e-8 */
+    bool amsgrad;               /* Adam, AdamW */
     double momentum, dampening; /* SGD: 0, 0 */
     bool nesterov;              /* SGD */
     /* Adafactor (transformers' defaults): eps (1e-30, 1e-3), clip_threshold 1, decay_rate -0.8, beta1 unset
@@ -58,6 +58,9 @@ typedef struct hft_optimizer hft_optimizer;
 /* n_groups 0: the HF Trainer's grouping — weight decay for every trainable parameter except those tagged
  * HFT_PARAM_NO_DECAY (biases and normalisation weights), which get 0 — both at cfg->lr. Otherwise every
  * trainable parameter must be in exactly one group. Frozen parameters are skipped. */
+/* The state is allocated on the device of the trainable parameters (their flat gradient) and every step
+ * runs there with that device's kernels; make the optimizer after moving the model (it keeps the
+ * parameters' data pointers). Adafactor is CPU-only for now (HFT_EUNSUPPORTED on a device). */
 hft_status hft_optimizer_new(hft_paramset *ps, const hft_optim_config *cfg, int n_groups,
                              const hft_param_group *groups, hft_optimizer **out);
 void hft_optimizer_free(hft_optimizer *opt);
@@ -73,7 +76,8 @@ int hft_optimizer_group_count(const hft_optimizer *opt);
 
 /* State for checkpoints, by parameter name, so a sharded optimizer can reshard it: tensor i is named
  * "<state>/<parameter name>" (e.g. "exp_avg/model.layers.0.mlp.up_proj.weight"); reading them, and writing
- * them back with the step count, restores the optimizer exactly (bit-identical next steps). */
+ * them back with the step count, restores the optimizer exactly (bit-identical next steps). The tensors
+ * are on the parameters' device: read and write them with hft_tensor_to / hft_tensor_copy. */
 int hft_optimizer_state_count(const hft_optimizer *opt);
 hft_status hft_optimizer_state(hft_optimizer *opt, int i, const char **name, hft_tensor **tensor);
 void hft_optimizer_set_steps(hft_optimizer *opt, int64_t steps);
@@ -97,7 +101,7 @@ typedef struct hft_loss_scaler_config {
 /* The scaler's state, all of it (checkpoints store scale and growth_tracker, as GradScaler's state_dict). */
 typedef struct hft_loss_scaler {
     hft_loss_scaler_config config;
-    float scale; /* an f32, as torch keeps it */
+    float scale;            /* an f32, as torch keeps it */
     int64_t growth_tracker; /* clean steps in a row since the last change */
     int64_t skipped;        /* steps skipped in this process (not saved) */
 } hft_loss_scaler;

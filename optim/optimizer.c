@@ -159,7 +159,8 @@ typedef struct opt_group {
 struct hft_optimizer {
     hft_paramset *ps;
     hft_optim_config cfg;
-    const hft_kernels *k;
+    const hft_kernels *k; /* the table of the parameters' device */
+    hft_device device;    /* where the flat gradient, and so the state, lives */
     int n_groups;
     opt_group *groups;
     int n_members;
@@ -278,7 +279,7 @@ static hft_status plan_state(hft_optimizer *o) {
 static hft_status ensure_state(hft_optimizer *o) {
     for (int b = 0; b < N_BUFS; b++) {
         if (o->bufs[b] || !o->buf_numel[b]) continue;
-        o->bufs[b] = hft_tensor_new(HFT_F32, 1, (int64_t[]){o->buf_numel[b]});
+        o->bufs[b] = hft_tensor_new_on(o->device, HFT_F32, 1, (int64_t[]){o->buf_numel[b]});
         if (!o->bufs[b]) return hft_error(HFT_ENOMEM, "optimizer: out of memory for its state");
     }
     if (o->scratch_numel && !o->scratch) {
@@ -423,14 +424,24 @@ hft_status hft_optimizer_new(hft_paramset *ps, const hft_optim_config *cfg, int 
     HFT_TRY(hft_optim_config_check(cfg));
     if (n_groups < 0 || (n_groups > 0 && !groups))
         return hft_error(HFT_EINVAL, "optimizer: %d parameter groups but no group array", n_groups);
-    const hft_kernels *k = hft_kernels_for(HFT_CPU);
+    /* the state lives with the flat gradient, on the trainable parameters' device, and steps run there */
+    const hft_tensor *flat = hft_paramset_grads(ps);
+    hft_device device = flat ? flat->device : (hft_device){HFT_CPU, 0};
+    const char *where = device.type == HFT_CPU ? "CPU" : "CUDA";
+    const hft_kernels *k = hft_kernels_for(device.type);
     if (!k || !k->adam_step[HFT_F32])
-        return hft_error(HFT_EUNSUPPORTED, "optimizer: no optimizer kernels in the CPU table");
+        return hft_error(HFT_EUNSUPPORTED, "optimizer: no optimizer kernels in the %s table", where);
+    if (cfg->kind == HFT_OPTIM_ADAFACTOR && device.type != HFT_CPU)
+        return hft_error(HFT_EUNSUPPORTED,
+                         "adafactor: runs on the CPU only for now (no CUDA kernel); the parameters are on "
+                         "cuda:%d: use adamw, sgd or lion there",
+                         device.index);
     hft_optimizer *o = calloc(1, sizeof *o);
     if (!o) return hft_error(HFT_ENOMEM, "optimizer: out of memory");
     o->ps = ps;
     o->cfg = *cfg;
     o->k = k;
+    o->device = device;
     hft_status st = optimizer_init(o, n_groups, groups);
     if (st != HFT_OK) {
         hft_optimizer_free(o);

@@ -29,6 +29,8 @@ static void on_stop_signal(int sig) {
 
 typedef struct trainer {
     const hft_recipe *r;
+    hft_device device; /* where the model, its gradients, the optimizer state and the activations live */
+    char device_desc[300];
     hft_model *model;
     hft_tokenizer *tok;
     char *tokenizer_dir; /* for copying tokenizer files into checkpoints; NULL for built-in tokenizers */
@@ -313,14 +315,23 @@ static hft_status build_optimizer(trainer *t) {
     return HFT_OK;
 }
 
-/* The recipe's device. The CUDA op table is there (kernels/cuda, each op tested against its CPU twin), but
- * the Trainer does not yet place its tensors on a GPU: device cuda checks that a GPU could be used and then
- * says so plainly; auto runs on the CPU. */
-static hft_status resolve_device(const trainer *t) {
-    const char *dev = t->r->device;
+/* A one-element tensor's value, wherever it lives (a loss on a GPU is read back here). */
+static double scalar_of(const hft_tensor *t) {
+    double v = NAN;
+    if (hft_tensor_to_f64(t, &v) != HFT_OK) return NAN;
+    return v;
+}
+
+/* The recipe's device: cpu, cuda (under mpirun the local rank's GPU) or cuda:N. auto is the CPU for now: the
+ * GPU path is checked op by op and end to end on the CUDA emulator but has not yet run on a GPU, so it is
+ * asked for by name until it has. What does not run on a GPU yet is refused by name. */
+static hft_status resolve_device(trainer *t) {
+    const hft_recipe *r = t->r;
+    const char *dev = r->device;
     char w[600], why[600], desc[256] = "";
+    t->device = (hft_device){HFT_CPU, 0};
     if (strcmp(dev, "cpu") == 0 || strcmp(dev, "auto") == 0) return HFT_OK;
-    hft_recipe_where(t->r, "device", w, sizeof w);
+    hft_recipe_where(r, "device", w, sizeof w);
     int index = dev[4] == ':' ? atoi(dev + 5) : t->dist ? hft_dist_local_rank(t->dist) : 0;
     const hft_kernels *k = hft_cuda_load();
     if (!k) {
@@ -328,15 +339,24 @@ static hft_status resolve_device(const trainer *t) {
         return hft_error(hft_error_status(), "%s: device %s: %s", w, dev, why);
     }
     int n = k->dev->device_count();
-    if (index >= n)
+    if (index >= n) {
         return hft_error(HFT_EDEVICE, "%s: device %s: this machine has %d GPU%s (cuda:0 .. cuda:%d)", w, dev,
                          n, n == 1 ? "" : "s", n - 1);
+    }
+    const char *missing = t->world > 1           ? "data-parallel training over several GPUs (NCCL)"
+                          : r->fp16              ? "fp16 loss scaling"
+                          : r->sample_tokens > 0 ? "sampling (sample_tokens)"
+                          : strcmp(r->optim, "adafactor") == 0 ? "Adafactor"
+                                                               : NULL;
+    if (missing) {
+        return hft_error(HFT_EUNSUPPORTED, "%s: device %s: %s does not run on a GPU yet; use device: cpu", w,
+                         dev, missing);
+    }
+    HFT_TRY(k->dev->set_device(index));
     (void)k->dev->describe(index, desc, sizeof desc);
-    return hft_error(
-        HFT_EUNSUPPORTED,
-        "%s: device %s (%s): training on a GPU is not available yet: the CUDA kernels are built and "
-        "tested, but the Trainer does not place tensors on the GPU yet; use device: cpu",
-        w, dev, desc);
+    snprintf(t->device_desc, sizeof t->device_desc, "cuda:%d (%s)", index, desc);
+    t->device = (hft_device){HFT_CUDA, index};
+    return HFT_OK;
 }
 
 static hft_status setup(trainer *t) {
@@ -357,6 +377,7 @@ static hft_status setup(trainer *t) {
     }
     if (r->threads > 0) hft_threads_set((int)r->threads);
     HFT_TRY(load_model(t));
+    if (t->device.type != HFT_CPU) HFT_TRY(hft_model_to_device(t->model, t->device));
     HFT_TRY(load_tokenizer(t));
     HFT_TRY(data_task_of(t, &t->task));
     HFT_TRY(load_dataset(t, r->train_file, &t->train));
@@ -396,7 +417,7 @@ static hft_status setup(trainer *t) {
     t->eval_every = r->eval_steps > 0 ? steps_of(r->eval_steps, t->total_steps) : t->logging_every;
     t->save_every = steps_of(r->save_steps, t->total_steps);
     HFT_TRY(build_optimizer(t));
-    t->ctx = hft_ctx_new(NULL);
+    t->ctx = hft_ctx_new(&(hft_ctx_options){.device = t->device});
     if (!t->ctx) return hft_error_status();
     HFT_TRY(hft_set_autocast(t->ctx, t->autocast));
     t->indices = calloc((size_t)(t->accum * t->batch_size), sizeof *t->indices);
@@ -618,7 +639,7 @@ static hft_status train_step(trainer *t, double *step_loss) {
                 return st;
             }
         }
-        totals[0] += (double)*(float *)hft_tensor_data(scaled) / loss_scale;
+        totals[0] += scalar_of(scaled) / loss_scale;
         totals[1] += (double)hft_tensor_numel(b.input_ids);
         hft_ctx_reset(t->ctx);
         t->micro_in_epoch++;
@@ -708,10 +729,16 @@ static hft_status evaluate(trainer *t, log_entry *e) {
         if (!sum || (classify && !logits)) {
             st = hft_error(hft_ctx_status(t->ctx), "evaluation: %s", hft_ctx_error(t->ctx));
         } else {
-            if (count > 0) sum_means += (double)*(float *)hft_tensor_data(sum) / (double)count, batches++;
-            if (classify) {
-                const float *lg = hft_tensor_data(logits);
-                const int64_t *lab = hft_tensor_data(b.labels);
+            if (count > 0) sum_means += scalar_of(sum) / (double)count, batches++;
+            hft_tensor *lg_host = NULL, *lab_host = NULL; /* on a GPU: the few logits and labels, read back */
+            if (classify && t->device.type != HFT_CPU) {
+                lg_host = hft_tensor_to(logits, (hft_device){HFT_CPU, 0});
+                lab_host = hft_tensor_to(b.labels, (hft_device){HFT_CPU, 0});
+                if (!lg_host || !lab_host) st = hft_error_status();
+            }
+            if (classify && st == HFT_OK) {
+                const float *lg = hft_tensor_data(lg_host ? lg_host : logits);
+                const int64_t *lab = hft_tensor_data(lab_host ? lab_host : b.labels);
                 for (int64_t j = 0; j < k; j++) {
                     int64_t best = 0;
                     for (int64_t c = 1; c < nl; c++)
@@ -727,6 +754,8 @@ static hft_status evaluate(trainer *t, log_entry *e) {
                     }
                 }
             }
+            hft_tensor_free(lg_host);
+            hft_tensor_free(lab_host);
         }
         hft_ctx_reset(t->ctx);
     }
@@ -874,6 +903,7 @@ static void print_plan(const trainer *t) {
         total += hft_tensor_numel(hft_paramset_get(ps, i)->value);
     printf("hft-train: %s, %lld parameters (%lld trained), %d threads\n", hft_model_architecture(t->model),
            (long long)total, (long long)hft_paramset_trainable_numel(ps), hft_threads_get());
+    if (t->device.type != HFT_CPU) printf("  device: %s\n", t->device_desc);
     printf("  data: %s, %lld examples", r->train_file, (long long)hft_dataset_size(t->train));
     if (t->eval) printf("; eval %s, %lld examples", r->eval_file, (long long)hft_dataset_size(t->eval));
     printf("\n  global batch %lld examples = %lld per device x %lld accumulation x %d process%s\n",

@@ -86,7 +86,7 @@ static const attr optional[] = {
     A("skipped_steps", false, skipped_steps),
 };
 #undef A
-#define N_ATTRS ((int)(sizeof attrs / sizeof attrs[0]))
+#define N_ATTRS    ((int)(sizeof attrs / sizeof attrs[0]))
 #define N_OPTIONAL ((int)(sizeof optional / sizeof optional[0]))
 
 static bool write_attr(hid_t obj, const char *name, hid_t type, const void *v) {
@@ -177,6 +177,13 @@ hft_status train_state_save(const char *path, const train_state *s, hft_optimize
             ok = false;
             break;
         }
+        hft_tensor *host =
+            NULL; /* state on a GPU is written from a host copy: the same file as a CPU run's */
+        if (t->device.type != HFT_CPU && !(t = host = hft_tensor_to(t, (hft_device){HFT_CPU, 0}))) {
+            st = hft_error_status();
+            ok = false;
+            break;
+        }
         hsize_t dims[HFT_MAX_DIMS];
         for (int d = 0; d < t->ndim; d++) dims[d] = (hsize_t)t->shape[d];
         hid_t space = t->ndim ? H5Screate_simple(t->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
@@ -188,11 +195,13 @@ hft_status train_state_save(const char *path, const train_state *s, hft_optimize
         if (ds >= 0) H5Dclose(ds);
         H5Sclose(space);
         crc = crc_tensor(crc, name, t);
+        hft_tensor_free(host);
     }
     if (ok && s->rank_positions) { /* not in the checksum: information, derived again on resume */
         hsize_t dims[1] = {(hsize_t)s->world_size};
         hid_t space = H5Screate_simple(1, dims, NULL);
-        hid_t ds = H5Dcreate2(f, "ranks/next_sample", H5T_NATIVE_INT64, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t ds =
+            H5Dcreate2(f, "ranks/next_sample", H5T_NATIVE_INT64, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
         ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->rank_positions) >= 0;
         if (ds >= 0) H5Dclose(ds);
         H5Sclose(space);
@@ -298,11 +307,19 @@ hft_status train_state_load(const char *path, train_state *s, hft_optimizer *opt
         if (!same)
             st = hft_error(HFT_EFORMAT, "%s: optimizer state '%s' has another shape than the model's", path,
                            name);
-        else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, hft_tensor_data(t)) < 0)
+        hft_tensor *host = NULL; /* state on a GPU is read into a host copy, then copied up */
+        if (st == HFT_OK && t->device.type != HFT_CPU &&
+            !(host = hft_tensor_new(t->dtype, t->ndim, t->shape)))
+            st = hft_error_status();
+        hft_tensor *into = host ? host : t;
+        if (st == HFT_OK &&
+            H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, hft_tensor_data(into)) < 0)
             st = h5_fail(path, "cannot read optimizer state");
         if (space >= 0) H5Sclose(space);
         if (ds >= 0) H5Dclose(ds);
-        if (st == HFT_OK) crc = crc_tensor(crc, name, t);
+        if (st == HFT_OK) crc = crc_tensor(crc, name, into);
+        if (st == HFT_OK && host) st = hft_tensor_copy(t, host);
+        hft_tensor_free(host);
     }
     char want[17] = "", got[17];
     snprintf(got, sizeof got, "%08lx", (unsigned long)crc);

@@ -1,0 +1,61 @@
+#!/bin/sh
+# hft-train with device: cuda, end to end: the tiny GPT-2 of tests/fixtures/recipes trained 10 steps on
+# the GPU logs the CPU run's losses; a GPU run resumed at step 5 ends with the same weights, bit for bit,
+# as the run never stopped; a checkpoint of either device resumes on the other. Runs on the CUDA module
+# that HFT_CUDA_MODULE names (ctest: the host emulator, and the real module under the gpu label).
+# Usage: test_trainer_cuda.sh BUILD_DIR   (run from the repository root)
+set -eu
+bin="$1/trainer/hft-train"
+work=$(mktemp -d /tmp/hft-trainer-cuda-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+fx=tests/fixtures/recipes
+run() { # device output_dir [overrides]
+    dev=$1 out=$2
+    shift 2
+    "$bin" recipes/scratch_gpt.yaml model.config=$fx/gpt2-tiny.json tokenizer.path=bytes \
+        data.train_file=$fx/train.txt output_dir="$out" max_steps=10 save_steps=5 logging_steps=1 \
+        sample_tokens=0 max_length=48 per_device_train_batch_size=4 cache_dir= device="$dev" "$@"
+}
+losses() { grep -o '"loss": *[0-9.e+-]*' "$1/metrics.jsonl" | awk '{printf "%.4f\n", $2}'; }
+
+if ! run cuda "$work/gpu" >"$work/gpu.log" 2>&1; then
+    if grep -q "no usable GPU\|could not be loaded\|driver" "$work/gpu.log"; then
+        echo "skipped: $(tail -1 "$work/gpu.log")"
+        exit 77
+    fi
+    cat "$work/gpu.log"
+    exit 1
+fi
+grep -q "device: cuda:0" "$work/gpu.log" || { echo "FAIL: the plan does not name the GPU"; exit 1; }
+run cpu "$work/cpu" >"$work/cpu.log" 2>&1 || { cat "$work/cpu.log"; exit 1; }
+losses "$work/gpu" >"$work/gpu.losses"
+losses "$work/cpu" >"$work/cpu.losses"
+if ! cmp -s "$work/gpu.losses" "$work/cpu.losses" || [ ! -s "$work/gpu.losses" ]; then
+    echo "FAIL: the GPU run's losses differ from the CPU run's (4 decimals):"
+    paste "$work/gpu.losses" "$work/cpu.losses"
+    exit 1
+fi
+echo "ok: 10 steps on the GPU log the CPU run's losses"
+
+mkdir "$work/resumed"
+cp -r "$work/gpu/checkpoint-5" "$work/resumed/"
+run cuda "$work/resumed" resume_from_checkpoint=true >"$work/resumed.log" 2>&1 || { cat "$work/resumed.log"; exit 1; }
+cmp "$work/resumed/model.safetensors" "$work/gpu/model.safetensors" ||
+    { echo "FAIL: a GPU run resumed at step 5 ends with other weights than the run never stopped"; exit 1; }
+echo "ok: a GPU run resumed at step 5 ends bit-identical"
+
+mkdir "$work/cross"
+cp -r "$work/cpu/checkpoint-5" "$work/cross/"
+run cuda "$work/cross" resume_from_checkpoint=true >"$work/cross.log" 2>&1 || { cat "$work/cross.log"; exit 1; }
+losses "$work/cross" | tail -5 >"$work/cross.losses"
+tail -5 "$work/cpu.losses" | cmp -s - "$work/cross.losses" ||
+    { echo "FAIL: a CPU checkpoint resumed on the GPU logs other losses"; exit 1; }
+echo "ok: a CPU checkpoint resumes on the GPU with the CPU run's losses"
+
+# what does not run on a GPU yet is refused by name, before anything trains
+if run cuda "$work/fp16" fp16=true >"$work/fp16.log" 2>&1; then
+    echo "FAIL: fp16 on the GPU was not refused"
+    exit 1
+fi
+grep -q "device cuda: fp16 loss scaling does not run on a GPU yet" "$work/fp16.log" || { cat "$work/fp16.log"; exit 1; }
+echo "ok: fp16 on the GPU is refused by name"
