@@ -1,6 +1,7 @@
 // The host emulator's scheduler: a block's threads are ucontext fibers run round-robin until each reaches
 // a barrier or returns; a barrier opens when every live thread of its scope (block or warp) has reached it.
 #include "kernels/cuda/emu/emu.h"
+#include "kernels/kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,75 +228,22 @@ unsigned __umulhi(unsigned a, unsigned b) {
     return (unsigned)(((uint64_t)a * b) >> 32);
 }
 
+// The conversions are hft's own (kernels/dtype.c: round to nearest even, NaN kept), as CUDA's intrinsics
+// round.
 float __bfloat162float(__nv_bfloat16 h) {
-    uint32_t u = (uint32_t)h.x << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
+    return hft_bf16_to_f32(h.x);
 }
 
 __nv_bfloat16 __float2bfloat16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    __nv_bfloat16 h;
-    if ((u & 0x7fffffffu) > 0x7f800000u) {
-        h.x = (uint16_t)((u >> 16) | 0x40); // quiet NaN, sign kept
-        return h;
-    }
-    u += 0x7fffu + ((u >> 16) & 1u);
-    h.x = (uint16_t)(u >> 16);
-    return h;
+    return __nv_bfloat16{hft_f32_to_bf16(f)};
 }
 
 float __half2float(__half h) {
-    uint32_t sign = (uint32_t)(h.x & 0x8000u) << 16;
-    uint32_t exp = (h.x >> 10) & 0x1fu, man = h.x & 0x3ffu, u;
-    if (exp == 0x1f) {
-        u = sign | 0x7f800000u | (man << 13);
-    } else if (exp == 0) {
-        if (man == 0) {
-            u = sign;
-        } else { // subnormal: normalise
-            int e = -1;
-            do {
-                man <<= 1;
-                e++;
-            } while (!(man & 0x400u));
-            u = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
-        }
-    } else {
-        u = sign | ((exp + 112u) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
+    return hft_f16_to_f32(h.x);
 }
 
 __half __float2half(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint32_t sign = (u >> 16) & 0x8000u;
-    uint32_t a = u & 0x7fffffffu;
-    __half h;
-    if (a > 0x7f800000u) {
-        h.x = (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
-        return h;
-    }
-    if (a >= 0x477ff000u) { // rounds to at least 65520: inf
-        h.x = (uint16_t)(sign | 0x7c00u);
-        return h;
-    }
-    if (a < 0x38800000u) { // below the smallest normal half: round into the subnormal range
-        float af;
-        memcpy(&af, &a, 4);
-        // 2^-24 is the subnormal step; rint rounds half to even in the default mode
-        float q = rintf(af * 16777216.0f);
-        h.x = (uint16_t)(sign | (uint32_t)q);
-        return h;
-    }
-    uint32_t r = a + 0x0fffu + ((a >> 13) & 1u);
-    h.x = (uint16_t)(sign | (((r >> 13) - (112u << 10)) & 0x7fffu));
-    return h;
+    return __half{hft_f32_to_f16(f)};
 }
 
 // ---------------------------------------------------------------- runtime API over host memory
