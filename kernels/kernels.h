@@ -447,6 +447,8 @@ typedef struct hft_device_api {
     /* Deterministic kernels only (on by default): every reduction in a fixed order, no atomics on floats,
      * GEMM algorithms that do not split K nondeterministically. */
     void (*set_deterministic)(bool on);
+    /* The current device's free and total memory (cudaMemGetInfo). */
+    hft_status (*mem_info)(size_t *free_bytes, size_t *total_bytes);
 } hft_device_api;
 
 /* ---------------------------------------------------------------- the kernel table of a backend */

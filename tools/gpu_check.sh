@@ -59,7 +59,7 @@ failed=$(grep -E "[0-9]+ - .*\((Failed|Timeout|Skipped)\)" "$log" | sed 's/^[[:s
 [ -n "$failed" ] && note "not passed:
 $failed"
 
-for b in bench_cuda_ops; do
+for b in bench_cuda_ops bench_gpu_train; do
     if [ -x "$build/bench/$b" ]; then
         say "-- $b"
         "$build/bench/$b" 2>&1 | tee -a "$log" | grep -E "^(  |ok|skipped|FAIL)" >"$build/$b.txt" || true

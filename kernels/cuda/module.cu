@@ -165,10 +165,15 @@ void dev_set_deterministic(bool on) {
     st.deterministic = on;
 }
 
+hft_status dev_mem_info(size_t *free_bytes, size_t *total_bytes) {
+    HFT_TRY(ensure_stream());
+    return cuda_status(cudaMemGetInfo(free_bytes, total_bytes), "reading the device's memory");
+}
+
 const hft_device_api device_api = {
     dev_count, dev_set,          dev_describe,          dev_alloc,
     dev_free,  dev_alloc_pinned, dev_free_pinned,       dev_copy,
-    dev_zero,  dev_synchronize,  dev_set_deterministic,
+    dev_zero,  dev_synchronize,  dev_set_deterministic, dev_mem_info,
 };
 
 hft_kernels table;
