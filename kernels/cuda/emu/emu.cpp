@@ -34,6 +34,10 @@ struct block_run {
     std::vector<unsigned char> smem;
     std::vector<uint64_t> slots[2]; // per-thread exchange slots (16 bytes each), double-buffered by parity
     std::vector<int> parity;        // per warp: which slot buffer the next exchange uses
+    ~block_run() {                  // the stacks are kept from launch to launch; returned at exit
+        for (fiber &f : fibers)
+            free(f.stack);
+    }
 };
 
 block_run run;
