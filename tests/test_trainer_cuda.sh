@@ -1,7 +1,8 @@
 #!/bin/sh
 # hft-train with device: cuda, end to end: the tiny GPT-2 of tests/fixtures/recipes trained 10 steps on
 # the GPU logs the CPU run's losses; a GPU run resumed at step 5 ends with the same weights, bit for bit,
-# as the run never stopped; a checkpoint of either device resumes on the other. Runs on the CUDA module
+# as the run never stopped; a checkpoint of either device resumes on the other; fp16 with its loss scaler
+# logs the CPU run's losses; what does not run on a GPU yet is refused by name. Runs on the CUDA module
 # that HFT_CUDA_MODULE names (ctest: the host emulator, and the real module under the gpu label).
 # Usage: test_trainer_cuda.sh BUILD_DIR   (run from the repository root)
 set -eu
@@ -52,10 +53,18 @@ tail -5 "$work/cpu.losses" | cmp -s - "$work/cross.losses" ||
     { echo "FAIL: a CPU checkpoint resumed on the GPU logs other losses"; exit 1; }
 echo "ok: a CPU checkpoint resumes on the GPU with the CPU run's losses"
 
+# fp16 with its loss scaler: the GPU run logs the CPU run's losses
+run cuda "$work/gpu16" fp16=true >"$work/gpu16.log" 2>&1 || { cat "$work/gpu16.log"; exit 1; }
+run cpu "$work/cpu16" fp16=true >"$work/cpu16.log" 2>&1 || { cat "$work/cpu16.log"; exit 1; }
+losses "$work/gpu16" >"$work/gpu16.losses"
+losses "$work/cpu16" | cmp -s - "$work/gpu16.losses" || { echo "FAIL: fp16 on the GPU logs other losses"; exit 1; }
+echo "ok: fp16 on the GPU logs the CPU run's losses"
+
 # what does not run on a GPU yet is refused by name, before anything trains
-if run cuda "$work/fp16" fp16=true >"$work/fp16.log" 2>&1; then
-    echo "FAIL: fp16 on the GPU was not refused"
+if run cuda "$work/sample" sample_tokens=5 >"$work/sample.log" 2>&1; then
+    echo "FAIL: sampling on the GPU was not refused"
     exit 1
 fi
-grep -q "device cuda: fp16 loss scaling does not run on a GPU yet" "$work/fp16.log" || { cat "$work/fp16.log"; exit 1; }
-echo "ok: fp16 on the GPU is refused by name"
+grep -q "device cuda: sampling (sample_tokens) does not run on a GPU yet" "$work/sample.log" ||
+    { cat "$work/sample.log"; exit 1; }
+echo "ok: sampling on the GPU is refused by name"

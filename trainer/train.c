@@ -344,7 +344,6 @@ static hft_status resolve_device(trainer *t) {
                          n, n == 1 ? "" : "s", n - 1);
     }
     const char *missing = t->world > 1           ? "data-parallel training over several GPUs (NCCL)"
-                          : r->fp16              ? "fp16 loss scaling"
                           : r->sample_tokens > 0 ? "sampling (sample_tokens)"
                           : strcmp(r->optim, "adafactor") == 0 ? "Adafactor"
                                                                : NULL;
