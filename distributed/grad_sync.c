@@ -16,6 +16,7 @@ typedef struct bucket {
 
 struct hft_grad_sync {
     hft_comm *comm;
+    hft_device device; /* where the flat gradient is */
     hft_paramset *ps;
     float *flat;
     bucket *buckets;
@@ -48,7 +49,12 @@ hft_status hft_grad_sync_new(hft_comm *c, hft_paramset *ps, hft_grad_sync **out)
         k->count += n;
         k->params++;
     }
-    *s = (hft_grad_sync){.comm = c, .ps = ps, .flat = hft_tensor_data(flat), .buckets = b, .n_buckets = nb};
+    *s = (hft_grad_sync){.comm = c,
+                         .device = flat->device,
+                         .ps = ps,
+                         .flat = hft_tensor_data(flat),
+                         .buckets = b,
+                         .n_buckets = nb};
     *out = s;
     return HFT_OK;
 }
@@ -78,14 +84,22 @@ static bucket *bucket_of(hft_grad_sync *s, const hft_tensor *param) {
 
 static hft_status start_bucket(hft_grad_sync *s, int index) {
     bucket *b = &s->buckets[index];
+    const hft_device_api *dev = s->device.type == HFT_CPU ? NULL : hft_kernels_for(s->device.type)->dev;
     /* a parameter no node wrote this step has a stale gradient until it is zeroed */
     for (int i = 0; i < hft_paramset_count(s->ps); i++) {
         hft_param *p = hft_paramset_get(s->ps, i);
         if (p->grad && p->bucket == index && !(p->value->flags & HFT_TENSOR_GRAD_SET)) {
-            memset(hft_tensor_data(p->grad), 0, hft_tensor_nbytes(p->grad));
+            if (dev)
+                HFT_TRY(dev->zero(hft_tensor_data(p->grad), hft_tensor_nbytes(p->grad)));
+            else
+                memset(hft_tensor_data(p->grad), 0, hft_tensor_nbytes(p->grad));
             p->value->flags |= HFT_TENSOR_GRAD_SET;
         }
     }
+    /* On a GPU the bucket's gradients are written by kernels queued on the compute stream, which the
+     * communicator's stream does not wait for: the bucket starts once they have run (backward queues on
+     * meanwhile, so the reduction still overlaps the rest of backward). */
+    if (dev) HFT_TRY(dev->synchronize());
     return hft_comm_allreduce_start(s->comm, s->flat + b->offset, b->count, HFT_F32);
 }
 

@@ -217,7 +217,16 @@ hft_status hft_dist_bcast_params(hft_dist *d, hft_paramset *ps) {
         if (p->tags & HFT_PARAM_FROZEN) continue;
         char what[300];
         snprintf(what, sizeof what, "broadcasting %s from rank 0", p->name);
-        HFT_TRY(hft_dist_bcast(d, hft_tensor_data(p->value), hft_tensor_nbytes(p->value), 0, what));
+        if (p->value->device.type == HFT_CPU) {
+            HFT_TRY(hft_dist_bcast(d, hft_tensor_data(p->value), hft_tensor_nbytes(p->value), 0, what));
+        } else { /* a parameter on a GPU goes through a host copy (once, before training) */
+            hft_tensor *host = hft_tensor_to(p->value, (hft_device){HFT_CPU, 0});
+            hft_status st = host ? hft_dist_bcast(d, hft_tensor_data(host), hft_tensor_nbytes(host), 0, what)
+                                 : hft_error_status();
+            if (st == HFT_OK) st = hft_tensor_copy(p->value, host);
+            hft_tensor_free(host);
+            HFT_TRY(st);
+        }
         p->value->version++;
     }
     return HFT_OK;

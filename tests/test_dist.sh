@@ -79,6 +79,20 @@ one $g output_dir="$work/g1" per_device_train_batch_size=6 > /dev/null
 two $g output_dir="$work/g2" per_device_train_batch_size=3 > /dev/null
 same "SGD with checkpointing" "$work/g1" "$work/g2" model.safetensors 1e-6
 
+# Data parallel on GPUs, on the CUDA emulator (whose device memory is host memory, so MPI reduces it; on GPUs
+# NCCL does): the ranks' gradients live on the device, buckets start as backward writes them.
+if [ -f "$1/libhft_cuda_emu.so" ]; then
+    current="on the (emulated) GPU: 2 ranks x 3 = 1 rank x 6, GPT-2, SGD, checkpointing"
+    echo "== $current"
+    (
+        export HFT_CUDA_MODULE="$1/libhft_cuda_emu.so" HFT_EMU_DEVICES=2 # a device per rank
+        one $g device=cuda output_dir="$work/c1" per_device_train_batch_size=6 > "$work/c1.log"
+        two $g device=cuda output_dir="$work/c2" per_device_train_batch_size=3 > "$work/c2.log"
+    )
+    grep -q "device: cuda:0" "$work/c2.log" || fail "the GPU run names its device"
+    same "GPU ranks" "$work/c1" "$work/c2" model.safetensors 1e-6
+fi
+
 # SGD: B starts at zero, and Adam's first steps (g / |g|) turn rounding noise in a tiny B into a relative
 # difference of a few 1e-6; SGD shows the gradients, and so the dropout masks, are the same.
 current="LoRA with dropout (SGD): the masks are keyed on global sample indices, the same at any world size"

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -343,8 +344,7 @@ static hft_status resolve_device(trainer *t) {
         return hft_error(HFT_EDEVICE, "%s: device %s: this machine has %d GPU%s (cuda:0 .. cuda:%d)", w, dev,
                          n, n == 1 ? "" : "s", n - 1);
     }
-    const char *missing = t->world > 1           ? "data-parallel training over several GPUs (NCCL)"
-                          : r->sample_tokens > 0 ? "sampling (sample_tokens)"
+    const char *missing = r->sample_tokens > 0                 ? "sampling (sample_tokens)"
                           : strcmp(r->optim, "adafactor") == 0 ? "Adafactor"
                                                                : NULL;
     if (missing) {
@@ -1002,6 +1002,29 @@ static hft_status agree_on_stop(trainer *t, int *sig) {
     return HFT_OK;
 }
 
+/* The communicator of the gradients: MPI for host memory; NCCL for a GPU's (libhft_nccl.so: $HFT_NCCL_MODULE,
+ * or beside the CUDA module's usual places). The CUDA emulator's device memory is host memory, so there MPI
+ * reduces it directly, which lets the tests run data-parallel GPU training without a GPU. */
+static hft_status open_comm(trainer *t) {
+    if (t->device.type == HFT_CPU || strstr(hft_kernels_for(t->device.type)->name, "emulated"))
+        return hft_comm_mpi(t->dist, &t->comm);
+    const char *env = getenv("HFT_NCCL_MODULE");
+    char path[4200] = "", exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (env && *env) {
+        snprintf(path, sizeof path, "%s", env);
+    } else if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        snprintf(path, sizeof path, "%s/libhft_nccl.so", exe);
+        if (access(path, R_OK) != 0) snprintf(path, sizeof path, "%s/../libhft_nccl.so", exe);
+        if (access(path, R_OK) != 0) snprintf(path, sizeof path, "%s/../lib/libhft_nccl.so", exe);
+    }
+    if (!*path || access(path, R_OK) != 0) snprintf(path, sizeof path, "libhft_nccl.so");
+    return hft_comm_nccl(t->dist, path, t->device.index, &t->comm);
+}
+
 /* Under mpirun: the ranks check that they run the same configuration, take rank 0's initial parameters,
  * and set up the gradient all-reduce. */
 static hft_status join_ranks(trainer *t) {
@@ -1022,7 +1045,7 @@ static hft_status join_ranks(trainer *t) {
     free(text);
     HFT_TRY(st);
     HFT_TRY(hft_dist_bcast_params(t->dist, hft_model_params(t->model)));
-    HFT_TRY(hft_comm_mpi(t->dist, &t->comm));
+    HFT_TRY(open_comm(t));
     return hft_grad_sync_new(t->comm, hft_model_params(t->model), &t->sync);
 }
 

@@ -35,8 +35,7 @@ struct block_run {
     std::vector<uint64_t> slots[2]; // per-thread exchange slots (16 bytes each), double-buffered by parity
     std::vector<int> parity;        // per warp: which slot buffer the next exchange uses
     ~block_run() {                  // the stacks are kept from launch to launch; returned at exit
-        for (fiber &f : fibers)
-            free(f.stack);
+        for (fiber &f : fibers) free(f.stack);
     }
 };
 
@@ -255,19 +254,29 @@ namespace {
 cudaError_t last_error = cudaSuccess;
 }
 
+// HFT_EMU_DEVICES=N pretends to have N devices (all of them this host's memory), so that data-parallel
+// training with one device per rank can run on the emulator.
+static int emulated_devices() {
+    const char *e = getenv("HFT_EMU_DEVICES");
+    int n = e ? atoi(e) : 1;
+    return n >= 1 ? n : 1;
+}
+static int current_device = 0;
 cudaError_t cudaGetDeviceCount(int *n) {
-    *n = 1;
+    *n = emulated_devices();
     return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int d) {
-    return d == 0 ? cudaSuccess : (last_error = cudaErrorInvalidDevice);
+    if (d < 0 || d >= emulated_devices()) return last_error = cudaErrorInvalidDevice;
+    current_device = d;
+    return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int *d) {
-    *d = 0;
+    *d = current_device;
     return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
-    if (d != 0) return cudaErrorInvalidDevice;
+    if (d < 0 || d >= emulated_devices()) return cudaErrorInvalidDevice;
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "hft CUDA emulator (host)");
     p->totalGlobalMem = (size_t)8 << 30;
