@@ -10,8 +10,6 @@
 
 void hft_kernels_set_cuda(const hft_kernels *table); /* dispatch.c */
 
-static const char module_name[] = "libhft_cuda.so";
-
 /* "<folder of this executable>/<rel>" into buf; false when it cannot be told. */
 static bool beside_executable(char *buf, size_t size, const char *rel) {
     char exe[PATH_MAX];
@@ -25,6 +23,22 @@ static bool beside_executable(char *buf, size_t size, const char *rel) {
     return w > 0 && (size_t)w < size;
 }
 
+void hft_module_path(const char *env, const char *file, char *out, size_t size) {
+    const char *set = env ? getenv(env) : NULL;
+    if (set && *set) {
+        snprintf(out, size, "%s", set);
+        return;
+    }
+    /* beside the binary (an install), ../lib (an install prefix), ../ (tests/ and bench/ of a build) */
+    const char *dirs[] = {"", "../lib/", "../"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        char rel[PATH_MAX];
+        snprintf(rel, sizeof rel, "%s%s", dirs[i], file);
+        if (beside_executable(out, size, rel) && access(out, R_OK) == 0) return;
+    }
+    snprintf(out, size, "%s", file); /* the library path */
+}
+
 const hft_kernels *hft_cuda_load(void) {
     static const hft_kernels *table;
     static bool tried;
@@ -36,38 +50,24 @@ const hft_kernels *hft_cuda_load(void) {
     }
     tried = true;
 
-    char candidates[4][PATH_MAX];
-    int n = 0;
-    const char *env = getenv("HFT_CUDA_MODULE");
-    if (env && *env) {
-        snprintf(candidates[n++], PATH_MAX, "%s", env);
-    } else {
-        if (beside_executable(candidates[n], PATH_MAX, module_name)) n++;
-        if (beside_executable(candidates[n], PATH_MAX, "../lib/libhft_cuda.so")) n++;
-        if (beside_executable(candidates[n], PATH_MAX, "../libhft_cuda.so")) n++; /* tests/ and bench/ */
-        snprintf(candidates[n++], PATH_MAX, "%s", module_name);                   /* the library path */
-    }
-    void *h = NULL;
-    const char *last_dl_error = "";
-    for (int i = 0; i < n && !h; i++) {
-        h = dlopen(candidates[i], RTLD_NOW | RTLD_LOCAL);
-        if (!h) last_dl_error = dlerror();
-    }
+    char path[PATH_MAX];
+    hft_module_path("HFT_CUDA_MODULE", "libhft_cuda.so", path, sizeof path);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         why_status = HFT_EUNSUPPORTED;
         snprintf(
             why, sizeof why,
             "CUDA asked for, but the CUDA module could not be loaded (%s); this build of hft has no CUDA "
             "backend or its CUDA libraries are missing: build where nvcc is found, or set HFT_CUDA_MODULE",
-            last_dl_error);
+            dlerror());
         return hft_error(why_status, "%s", why), NULL;
     }
     hft_cuda_module_open_fn open_fn = (hft_cuda_module_open_fn)dlsym(h, "hft_cuda_module_open");
     if (!open_fn) {
         why_status = HFT_EDEVICE;
         snprintf(why, sizeof why,
-                 "CUDA module %s has no entry point hft_cuda_module_open (built from other sources?)",
-                 env && *env ? env : module_name);
+                 "CUDA module %.900s has no entry point hft_cuda_module_open (built from other sources?)",
+                 path);
         return hft_error(why_status, "%s", why), NULL;
     }
     static const hft_cuda_host host = {HFT_CUDA_MODULE_ABI, hft_error, hft_philox4x32};

@@ -497,6 +497,11 @@ const hft_kernels *hft_kernels_for(hft_device_type device);
  * on the library path. Binaries start and run on the CPU where it cannot load. */
 const hft_kernels *hft_cuda_load(void);
 
+/* Where a module loaded at run time (libhft_cuda.so, libhft_nccl.so) is: $env when set, else the first of
+ * <this executable's folder>/file, ../lib/file and ../file that exists, else `file` alone (the library
+ * path). One path, so that a module that is there but cannot load reports its own reason. */
+void hft_module_path(const char *env, const char *file, char *out, size_t size);
+
 /* What the loader hands the CUDA module, so that the module reports errors through hft_error. */
 #define HFT_CUDA_MODULE_ABI 1
 typedef struct hft_cuda_host {

@@ -19,6 +19,14 @@ run() { # device output_dir [overrides]
 }
 losses() { grep -o '"loss": *[0-9.e+-]*' "$1/metrics.jsonl" | awk '{printf "%.4f\n", $2}'; }
 
+# a CUDA module that cannot load is named with the reason, before anything trains
+if (export HFT_CUDA_MODULE=/nonexistent/libhft_cuda.so; run cuda "$work/none") >"$work/none.log" 2>&1; then
+    echo "FAIL: device cuda ran without a CUDA module"
+    exit 1
+fi
+grep -q "device cuda: CUDA asked for, but the CUDA module could not be loaded (/nonexistent/libhft_cuda.so" \
+    "$work/none.log" || { cat "$work/none.log"; exit 1; }
+
 if ! run cuda "$work/gpu" >"$work/gpu.log" 2>&1; then
     if grep -q "no usable GPU\|could not be loaded\|driver" "$work/gpu.log"; then
         echo "skipped: $(tail -1 "$work/gpu.log")"

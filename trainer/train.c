@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -1002,26 +1001,14 @@ static hft_status agree_on_stop(trainer *t, int *sig) {
     return HFT_OK;
 }
 
-/* The communicator of the gradients: MPI for host memory; NCCL for a GPU's (libhft_nccl.so: $HFT_NCCL_MODULE,
- * or beside the CUDA module's usual places). The CUDA emulator's device memory is host memory, so there MPI
+/* The communicator of the gradients: MPI for host memory; NCCL for a GPU's (libhft_nccl.so, found as the
+ * CUDA module is: hft_module_path). The CUDA emulator's device memory is host memory, so there MPI
  * reduces it directly, which lets the tests run data-parallel GPU training without a GPU. */
 static hft_status open_comm(trainer *t) {
     if (t->device.type == HFT_CPU || strstr(hft_kernels_for(t->device.type)->name, "emulated"))
         return hft_comm_mpi(t->dist, &t->comm);
-    const char *env = getenv("HFT_NCCL_MODULE");
-    char path[4200] = "", exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (env && *env) {
-        snprintf(path, sizeof path, "%s", env);
-    } else if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = '\0';
-        snprintf(path, sizeof path, "%s/libhft_nccl.so", exe);
-        if (access(path, R_OK) != 0) snprintf(path, sizeof path, "%s/../libhft_nccl.so", exe);
-        if (access(path, R_OK) != 0) snprintf(path, sizeof path, "%s/../lib/libhft_nccl.so", exe);
-    }
-    if (!*path || access(path, R_OK) != 0) snprintf(path, sizeof path, "libhft_nccl.so");
+    char path[4096];
+    hft_module_path("HFT_NCCL_MODULE", "libhft_nccl.so", path, sizeof path);
     return hft_comm_nccl(t->dist, path, t->device.index, &t->comm);
 }
 
