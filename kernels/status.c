@@ -4,15 +4,19 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char error_text[1024];
 static _Thread_local hft_status error_code = HFT_OK;
 
 hft_status hft_error(hft_status status, const char *fmt, ...) {
+    /* formatted apart first: callers wrap the last message ("%s: %s", where, hft_error_message()) */
+    char text[sizeof error_text];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(error_text, sizeof error_text, fmt, ap);
+    vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    memcpy(error_text, text, sizeof text);
     error_code = status;
     return status;
 }
