@@ -262,10 +262,11 @@ hft_tensor *hft_attention(hft_ctx *ctx, hft_tensor *q, hft_tensor *k, hft_tensor
 /* ---------------------------------------------------------------- parameter sets */
 
 /* The parameters of a model, each with its HF name and tags that nn/ sets; optim/ and distributed/ read
- * the tags, never nn/'s module types. Values stay where their owner put them (heap, or a mapped
- * safetensors file for a frozen base); gradients of the trainable ones live in ONE flat f32 buffer, laid
- * out in reverse registration order so that all-reduce buckets (about bucket_bytes each) are contiguous
- * ranges that fill in the order backward produces them. Frozen parameters get no gradient at all. */
+ * the tags, never nn/'s module types. Frozen values stay where their owner put them (heap, or a mapped
+ * safetensors file for a frozen base). The trainable ones live in ONE flat f32 buffer of values and ONE
+ * of gradients, laid out alike in reverse registration order, so that all-reduce buckets (about
+ * bucket_bytes each) are contiguous ranges that fill in the order backward produces them, and a sharded
+ * optimizer's range of values is a range of one buffer. Frozen parameters get no gradient at all. */
 enum {
     HFT_PARAM_FROZEN = 1u << 0,   /* no gradient, no optimizer state */
     HFT_PARAM_NO_DECAY = 1u << 1, /* biases and norm weights: the HF Trainer's no-weight-decay group */
@@ -285,7 +286,8 @@ hft_paramset *hft_paramset_new(void);
 void hft_paramset_free(hft_paramset *ps); /* frees the value tensors it owns, and the gradients */
 /* Adds a parameter; the set takes ownership of `value`. Names must be unique. Not after finalize. */
 hft_status hft_paramset_add(hft_paramset *ps, const char *name, hft_tensor *value, uint32_t tags);
-/* Allocates the flat gradient buffer and sets every trainable value to require grad. */
+/* Allocates the flat buffers, moves every trainable value into the values buffer (its tensor header stays,
+ * so whoever holds it sees the move) and sets it to require grad. */
 hft_status hft_paramset_finalize(hft_paramset *ps, size_t bucket_bytes);
 /* Undoes finalize (frees the gradients) so that parameters can be added and tags changed — what attaching
  * an adapter does to a loaded model — before finalizing again. */
@@ -295,6 +297,8 @@ hft_param *hft_paramset_get(hft_paramset *ps, int index);
 hft_param *hft_paramset_find(hft_paramset *ps, const char *name);
 /* The flat f32 gradient buffer (NULL when nothing trains) and its element count. */
 hft_tensor *hft_paramset_grads(hft_paramset *ps);
+/* The flat f32 buffer of the trainable values, laid out as the gradients (NULL when nothing trains). */
+hft_tensor *hft_paramset_values(hft_paramset *ps);
 int64_t hft_paramset_trainable_numel(const hft_paramset *ps);
 int hft_paramset_bucket_count(const hft_paramset *ps);
 /* Marks every gradient as zero without touching memory (the next backward overwrites). */

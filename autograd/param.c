@@ -1,4 +1,5 @@
-/* Parameter sets: names, tags, and the one flat gradient buffer of the trainable parameters. */
+/* Parameter sets: names, tags, and the two flat buffers of the trainable parameters: their values and their
+ * gradients, laid out alike. */
 #include "autograd/internal.h"
 
 #include <stdlib.h>
@@ -8,7 +9,7 @@ struct hft_paramset {
     hft_param *params;
     int n, cap;
     bool finalized;
-    hft_tensor *flat_grad;
+    hft_tensor *flat_grad, *flat_values;
     int64_t trainable;
     int buckets;
 };
@@ -27,6 +28,7 @@ void hft_paramset_free(hft_paramset *ps) {
         free((char *)p->name);
     }
     hft_tensor_free(ps->flat_grad);
+    hft_tensor_free(ps->flat_values);
     free(ps->params);
     free(ps);
 }
@@ -66,11 +68,25 @@ hft_status hft_paramset_reopen(hft_paramset *ps) {
         p->grad_offset = 0;
     }
     hft_tensor_free(ps->flat_grad);
-    ps->flat_grad = NULL;
+    hft_tensor_free(ps->flat_values); /* the values keep its storage until they move */
+    ps->flat_grad = ps->flat_values = NULL;
     ps->trainable = 0;
     ps->buckets = 0;
     ps->finalized = false;
     return HFT_OK;
+}
+
+/* The value takes its place in the flat buffer (its header, which models and tapes point to, stays): one
+ * allocation for every trainable value, which sharded optimizers update in ranges and all-gather whole. */
+static hft_status move_into_flat(hft_tensor *flat, hft_param *p, int64_t offset) {
+    hft_tensor *slot = hft_tensor_alias(flat, offset, p->value->ndim, p->value->shape);
+    if (!slot) return hft_error_status();
+    hft_status st = hft_tensor_copy(slot, p->value);
+    uint32_t version = p->value->version; /* the same values: caches of them stay good */
+    if (st == HFT_OK && (st = hft_tensor_adopt(p->value, slot)) == HFT_OK) p->value->version = version;
+    if (st == HFT_OK) return HFT_OK;
+    hft_tensor_free(slot);
+    return hft_error(st, "parameter set: '%s': %s", p->name, hft_error_message());
 }
 
 hft_status hft_paramset_finalize(hft_paramset *ps, size_t bucket_bytes) {
@@ -93,8 +109,10 @@ hft_status hft_paramset_finalize(hft_paramset *ps, size_t bucket_bytes) {
     ps->finalized = true;
     if (total == 0) return HFT_OK;
     ps->flat_grad = hft_tensor_new_on(device, HFT_F32, 1, (int64_t[]){total});
-    if (!ps->flat_grad)
-        return hft_error(HFT_ENOMEM, "parameter set: out of memory for %lld gradients", (long long)total);
+    ps->flat_values = hft_tensor_new_on(device, HFT_F32, 1, (int64_t[]){total});
+    if (!ps->flat_grad || !ps->flat_values)
+        return hft_error(HFT_ENOMEM, "parameter set: out of memory for %lld trainable values and gradients",
+                         (long long)total);
     /* reverse registration order: the last layers' gradients, which backward produces first, come first */
     int64_t offset = 0, bucket_start = 0;
     int bucket = 0;
@@ -109,6 +127,7 @@ hft_status hft_paramset_finalize(hft_paramset *ps, size_t bucket_bytes) {
             bucket++;
             bucket_start = offset;
         }
+        HFT_TRY(move_into_flat(ps->flat_values, p, offset));
         p->grad = hft_tensor_alias(ps->flat_grad, offset, p->value->ndim, p->value->shape);
         if (!p->grad) return HFT_ENOMEM;
         p->grad_offset = offset;
@@ -137,6 +156,9 @@ hft_param *hft_paramset_find(hft_paramset *ps, const char *name) {
 
 hft_tensor *hft_paramset_grads(hft_paramset *ps) {
     return ps->flat_grad;
+}
+hft_tensor *hft_paramset_values(hft_paramset *ps) {
+    return ps->flat_values;
 }
 int64_t hft_paramset_trainable_numel(const hft_paramset *ps) {
     return ps->trainable;
