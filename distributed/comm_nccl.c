@@ -14,22 +14,25 @@ typedef struct nccl_api {
     int (*unique_id)(void *, int, char *, int);
     int (*open)(const void *, int, int, int, void **, char *, int);
     int (*is_device_buffer)(void *, const void *);
-    int (*allreduce)(void *, void *, long long, int, char *, int);
+    int (*start)(void *, int, void *, long long, int, int, void *, char *, int);
     int (*query)(void *, int *, char *, int);
     void (*close)(void *, int);
     void *handle;
     bool pending;
 } nccl_api;
 
-static hft_status nccl_start(hft_comm *c, void *buf, int64_t count, hft_dtype dtype) {
+static hft_status nccl_start(hft_comm *c, comm_kind kind, void *buf, int64_t count, hft_dtype dtype,
+                             int root) {
     nccl_api *a = c->impl;
     if (count == 0) return HFT_OK;
     if (!a->is_device_buffer(a->handle, buf))
-        return hft_error(HFT_EDEVICE,
-                         "NCCL all-reduce: the buffer is not GPU memory (use the MPI communicator)");
+        return hft_error(HFT_EDEVICE, "NCCL: the buffer is not GPU memory (use the MPI communicator)");
     char why[512];
-    if (a->allreduce(a->handle, buf, (long long)count, (int)dtype, why, sizeof why) != 0)
-        return hft_error(HFT_EDIST, "rank %d: NCCL all-reduce: %s", c->dist->rank, why);
+    /* ordered after the kernels queued so far on the compute stream, on the device: the host goes on */
+    const hft_kernels *k = hft_kernels_for(HFT_CUDA);
+    void *after = k && k->dev->compute_stream ? k->dev->compute_stream() : NULL;
+    if (a->start(a->handle, (int)kind, buf, (long long)count, (int)dtype, root, after, why, sizeof why) != 0)
+        return hft_error(HFT_EDIST, "rank %d: NCCL: %s", c->dist->rank, why);
     a->pending = true;
     return HFT_OK;
 }
@@ -81,7 +84,7 @@ static void nccl_free(hft_comm *c) {
     free(a);
 }
 
-static const comm_ops nccl_ops = {"nccl", nccl_start, nccl_progress, nccl_wait, nccl_free};
+static const comm_ops nccl_ops = {"nccl", true, nccl_start, nccl_progress, nccl_wait, nccl_free};
 
 #define LOAD(field, name) (*(void **)&a->field = dlsym(a->lib, name)) != NULL
 
@@ -103,8 +106,7 @@ hft_status hft_comm_nccl(hft_dist *d, const char *module_path, int device, hft_c
     }
     if (!(LOAD(device_count, "hft_nccl_device_count") && LOAD(unique_id, "hft_nccl_unique_id") &&
           LOAD(open, "hft_nccl_open") && LOAD(is_device_buffer, "hft_nccl_is_device_buffer") &&
-          LOAD(allreduce, "hft_nccl_allreduce") && LOAD(query, "hft_nccl_query") &&
-          LOAD(close, "hft_nccl_close"))) {
+          LOAD(start, "hft_nccl_start") && LOAD(query, "hft_nccl_query") && LOAD(close, "hft_nccl_close"))) {
         hft_comm_free(c);
         return hft_error(HFT_EUNSUPPORTED, "NCCL: %s lacks a function of this version of hft", module_path);
     }

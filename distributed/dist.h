@@ -49,6 +49,10 @@ typedef enum hft_dist_op { HFT_DIST_SUM, HFT_DIST_MAX, HFT_DIST_MIN } hft_dist_o
 hft_status hft_dist_allreduce_f64(hft_dist *d, double *values, int n, hft_dist_op op, const char *what);
 hft_status hft_dist_bcast(hft_dist *d, void *buf, size_t bytes, int root, const char *what);
 hft_status hft_dist_allgather(hft_dist *d, const void *mine, void *all, size_t bytes_each, const char *what);
+/* Every rank's bytes (any length, each its own) to root's `all`, in rank order: sharded optimizer state
+ * gathered for a checkpoint. `all` is only read on root. */
+hft_status hft_dist_gather(hft_dist *d, const void *mine, size_t my_bytes, void *all, int root,
+                           const char *what);
 /* Every rank passes its own text (lines "key: value"); HFT_EINVAL on every rank unless all are equal to
  * rank 0's, with a message that names the first rank that differs and the first line that differs. */
 hft_status hft_dist_agree(hft_dist *d, const char *what, const char *text);
@@ -68,9 +72,19 @@ hft_status hft_comm_nccl(hft_dist *d, const char *module_path, int device, hft_c
 void hft_comm_free(hft_comm *c);
 const char *hft_comm_name(const hft_comm *c);
 hft_device hft_comm_device(const hft_comm *c);
+/* Whether a collective on device memory starts after the kernels queued before it on the device's compute
+ * stream by itself (NCCL: an event the communicator's stream waits for). Otherwise (MPI reading the
+ * emulator's device memory) the caller synchronizes the device first. */
+bool hft_comm_stream_ordered(const hft_comm *c);
 /* Starts an in-place sum of `count` elements at `buf` (memory of the communicator's device) over all
  * ranks. Every rank starts the same reductions in the same order. */
 hft_status hft_comm_allreduce_start(hft_comm *c, void *buf, int64_t count, hft_dtype dtype);
+/* Starts an in-place sum of `count` elements at `buf` over all ranks that only `root` receives: ZeRO-1's
+ * reduce-scatter, one owner's range at a time (the other ranks' `buf` keeps their own values). */
+hft_status hft_comm_reduce_start(hft_comm *c, void *buf, int64_t count, hft_dtype dtype, int root);
+/* Starts sending root's `count` elements at `buf` to every rank's `buf`: ZeRO-1's all-gather, one owner's
+ * range at a time. */
+hft_status hft_comm_bcast_start(hft_comm *c, void *buf, int64_t count, hft_dtype dtype, int root);
 /* Lets started reductions advance; never blocks. */
 hft_status hft_comm_progress(hft_comm *c);
 /* Waits for every started reduction, up to the process group's timeout. */
@@ -90,6 +104,20 @@ void hft_grad_sync_free(hft_grad_sync *s);
 void hft_grad_sync_begin(hft_grad_sync *s, hft_ctx *ctx);
 /* After that backward: starts what is left (gradients no node wrote are zeros) and waits for all. */
 hft_status hft_grad_sync_end(hft_grad_sync *s, hft_ctx *ctx, const char *what);
+/* ZeRO-1 (call once, before the first backward): from now on each bucket is reduced only to the owners of
+ * the ranges it crosses, rank r owning the r-th of world contiguous ranges of the flat layout (equal but
+ * for the last, starting at multiples of 16 elements), so after hft_grad_sync_end a rank holds the summed
+ * gradients of its own range only. Its optimizer updates that range (hft_optimizer_shard); then
+ * hft_grad_sync_gather_values gives every rank every range's new values. */
+hft_status hft_grad_sync_shard(hft_grad_sync *s);
+/* Rank `rank`'s range of n flat elements among `world`: what hft_grad_sync_shard gives each rank, for
+ * sharding an optimizer before the gradient sync exists (a resume loads its state first). */
+void hft_shard_range(int64_t n, int world, int rank, int64_t *lo, int64_t *count);
+/* This rank's range of the flat layout: the whole buffer when not sharded. */
+void hft_grad_sync_range(const hft_grad_sync *s, int64_t *lo, int64_t *count);
+/* Sharded: every owner's range of the flat values (hft_paramset_values) to every rank, waiting for all;
+ * nothing to do when not sharded. */
+hft_status hft_grad_sync_gather_values(hft_grad_sync *s, const char *what);
 /* Buckets started while backward was still running, in the last synced step (for benchmarks and tests). */
 int hft_grad_sync_overlapped(const hft_grad_sync *s);
 /* Seconds a synced step spent after backward finishing the reductions (the mean over steps): the

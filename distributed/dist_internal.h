@@ -23,10 +23,15 @@ hft_status dist_wait(hft_dist *d, MPI_Request *reqs, int n, const char *what);
 hft_status dist_mpi_error(const hft_dist *d, int code, const char *what);
 double dist_now(void);
 
+/* The collectives a communicator starts, all in place. The NCCL module takes the same numbers. */
+typedef enum comm_kind { COMM_ALLREDUCE = 0, COMM_REDUCE = 1, COMM_BCAST = 2 } comm_kind;
+
 /* A communicator: one implementation per kind of buffer. */
 typedef struct comm_ops {
     const char *name;
-    hft_status (*allreduce_start)(hft_comm *c, void *buf, int64_t count, hft_dtype dtype);
+    bool stream_ordered; /* its collectives run after the device's queued kernels without a host wait */
+    /* root: the rank a reduction ends on or a broadcast starts from (unused for an all-reduce) */
+    hft_status (*start)(hft_comm *c, comm_kind kind, void *buf, int64_t count, hft_dtype dtype, int root);
     hft_status (*progress)(hft_comm *c);
     hft_status (*wait)(hft_comm *c, const char *what);
     void (*free)(hft_comm *c);

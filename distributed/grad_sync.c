@@ -1,7 +1,12 @@
 /* Gradient sync: the flat gradient of a parameter set, summed over ranks bucket by bucket. During the
  * synced backward, autograd reports each parameter whose last reader has run; a bucket whose parameters
  * are all reported is ready, and ready buckets start in bucket order (the same on every rank, whatever
- * the order backward finished them in), so reduction overlaps the rest of backward. */
+ * the order backward finished them in), so reduction overlaps the rest of backward.
+ *
+ * Sharded (ZeRO-1), rank r owns the r-th contiguous range of the flat layout: a bucket is reduced to the
+ * owners of the ranges it crosses (a reduce-scatter, piece by piece), each rank's optimizer updates its
+ * range, and the owners then broadcast their ranges of the flat values (an all-gather). The pieces are the
+ * buckets cut at the range boundaries, so both halves move what one all-reduce moves. */
 #include "distributed/dist_internal.h"
 
 #include <stdio.h>
@@ -19,6 +24,9 @@ struct hft_grad_sync {
     hft_device device; /* where the flat gradient is */
     hft_paramset *ps;
     float *flat;
+    bool sharded;
+    int64_t *range_lo; /* sharded: rank r owns [range_lo[r], range_lo[r + 1]) */
+    int world, rank;
     bucket *buckets;
     int n_buckets, next; /* the next bucket to start */
     int overlapped;
@@ -61,6 +69,7 @@ hft_status hft_grad_sync_new(hft_comm *c, hft_paramset *ps, hft_grad_sync **out)
 
 void hft_grad_sync_free(hft_grad_sync *s) {
     if (!s) return;
+    free(s->range_lo);
     free(s->buckets);
     free(s);
 }
@@ -96,11 +105,17 @@ static hft_status start_bucket(hft_grad_sync *s, int index) {
             p->value->flags |= HFT_TENSOR_GRAD_SET;
         }
     }
-    /* On a GPU the bucket's gradients are written by kernels queued on the compute stream, which the
-     * communicator's stream does not wait for: the bucket starts once they have run (backward queues on
-     * meanwhile, so the reduction still overlaps the rest of backward). */
-    if (dev) HFT_TRY(dev->synchronize());
-    return hft_comm_allreduce_start(s->comm, s->flat + b->offset, b->count, HFT_F32);
+    /* On a GPU the bucket's gradients are written by kernels queued on the compute stream: NCCL's stream
+     * waits for them on the device (the host queues the rest of backward meanwhile); a communicator that
+     * reads device memory from the host (MPI on the emulator) needs them run first. */
+    if (dev && !hft_comm_stream_ordered(s->comm)) HFT_TRY(dev->synchronize());
+    if (!s->sharded) return hft_comm_allreduce_start(s->comm, s->flat + b->offset, b->count, HFT_F32);
+    for (int r = 0; r < s->world; r++) { /* the bucket's piece in each owner's range */
+        int64_t lo = b->offset > s->range_lo[r] ? b->offset : s->range_lo[r];
+        int64_t hi = b->offset + b->count < s->range_lo[r + 1] ? b->offset + b->count : s->range_lo[r + 1];
+        if (hi > lo) HFT_TRY(hft_comm_reduce_start(s->comm, s->flat + lo, hi - lo, HFT_F32, r));
+    }
+    return HFT_OK;
 }
 
 static void on_param_ready(hft_tensor *param, void *user) {
@@ -137,5 +152,61 @@ hft_status hft_grad_sync_end(hft_grad_sync *s, hft_ctx *ctx, const char *what) {
     hft_status waited = hft_comm_wait(s->comm, what); /* even after an error: nothing left in flight */
     s->waited += dist_now() - t0;
     s->steps++;
+    return st != HFT_OK ? st : waited;
+}
+
+/* ---------------------------------------------------------------- ZeRO-1 */
+
+/* Vector kernels want a range to start where the flat buffers' alignment repeats: 16 floats (64 bytes). */
+#define RANGE_ALIGN 16
+
+void hft_shard_range(int64_t n, int world, int rank, int64_t *lo, int64_t *count) {
+    int64_t per = (n + world - 1) / world;
+    per = (per + RANGE_ALIGN - 1) / RANGE_ALIGN * RANGE_ALIGN;
+    int64_t a = (int64_t)rank * per, b = a + per;
+    *lo = a < n ? a : n;
+    *count = (b < n ? b : n) - *lo;
+}
+
+hft_status hft_grad_sync_shard(hft_grad_sync *s) {
+    hft_dist *d = s->comm->dist;
+    int64_t n = hft_paramset_trainable_numel(s->ps), count;
+    s->world = d->size;
+    s->rank = d->rank;
+    s->range_lo = malloc(sizeof(int64_t) * (size_t)(d->size + 1));
+    if (!s->range_lo) return hft_error(HFT_ENOMEM, "out of memory");
+    for (int r = 0; r < d->size; r++) hft_shard_range(n, d->size, r, &s->range_lo[r], &count);
+    s->range_lo[d->size] = n;
+    s->sharded = true;
+    return HFT_OK;
+}
+
+void hft_grad_sync_range(const hft_grad_sync *s, int64_t *lo, int64_t *count) {
+    if (!s->sharded) {
+        *lo = 0;
+        *count = hft_paramset_trainable_numel(s->ps);
+        return;
+    }
+    *lo = s->range_lo[s->rank];
+    *count = s->range_lo[s->rank + 1] - *lo;
+}
+
+hft_status hft_grad_sync_gather_values(hft_grad_sync *s, const char *what) {
+    if (!s->sharded) return HFT_OK;
+    float *values = hft_tensor_data(hft_paramset_values(s->ps));
+    const hft_device_api *dev = s->device.type == HFT_CPU ? NULL : hft_kernels_for(s->device.type)->dev;
+    if (dev && !hft_comm_stream_ordered(s->comm)) /* the optimizer's kernels must have written the ranges */
+        HFT_TRY(dev->synchronize());
+    hft_status st = HFT_OK;
+    for (int i = 0; i < s->n_buckets && st == HFT_OK; i++) {
+        const bucket *b = &s->buckets[i];
+        for (int r = 0; r < s->world && st == HFT_OK; r++) {
+            int64_t lo = b->offset > s->range_lo[r] ? b->offset : s->range_lo[r];
+            int64_t hi =
+                b->offset + b->count < s->range_lo[r + 1] ? b->offset + b->count : s->range_lo[r + 1];
+            if (hi > lo) st = hft_comm_bcast_start(s->comm, values + lo, hi - lo, HFT_F32, r);
+        }
+    }
+    hft_status waited = hft_comm_wait(s->comm, what); /* even after an error: nothing left in flight */
     return st != HFT_OK ? st : waited;
 }

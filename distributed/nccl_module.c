@@ -13,6 +13,7 @@ typedef struct nccl_handle {
     ncclComm_t comm;
     cudaStream_t stream;
     cudaEvent_t last;
+    cudaEvent_t ready; /* recorded on the compute stream: the collectives wait for it on the device */
     int device;
 } nccl_handle;
 
@@ -37,7 +38,8 @@ int hft_nccl_device_count(char *why, int why_size);
 int hft_nccl_unique_id(void *id, int id_size, char *why, int why_size);
 int hft_nccl_open(const void *id, int nranks, int rank, int device, void **out, char *why, int why_size);
 int hft_nccl_is_device_buffer(void *h, const void *buf);
-int hft_nccl_allreduce(void *h, void *buf, long long count, int dtype, char *why, int why_size);
+int hft_nccl_start(void *h, int kind, void *buf, long long count, int dtype, int root, void *after, char *why,
+                   int why_size);
 int hft_nccl_query(void *h, int *done, char *why, int why_size);
 void hft_nccl_close(void *h, int abort);
 
@@ -72,6 +74,7 @@ int hft_nccl_open(const void *id, int nranks, int rank, int device, void **out, 
     cudaError_t e = cudaSetDevice(device);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&h->stream, cudaStreamNonBlocking);
     if (e == cudaSuccess) e = cudaEventCreateWithFlags(&h->last, cudaEventDisableTiming);
+    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&h->ready, cudaEventDisableTiming);
     if (e != cudaSuccess) {
         snprintf(why, (size_t)why_size, "GPU %d: %s", device, cudaGetErrorString(e));
         free(h);
@@ -124,14 +127,36 @@ static int nccl_type(int dtype, ncclDataType_t *t) {
     }
 }
 
-int hft_nccl_allreduce(void *handle, void *buf, long long count, int dtype, char *why, int why_size) {
+/* kind: 0 all-reduce, 1 reduce to root, 2 broadcast from root (comm_kind in dist_internal.h); in place,
+ * on the module's stream, after the work queued so far on `after` (the compute stream, from the CUDA module:
+ * streams and events are the driver's, whichever runtime made them), or at once when it is NULL. */
+int hft_nccl_start(void *handle, int kind, void *buf, long long count, int dtype, int root, void *after,
+                   char *why, int why_size) {
     nccl_handle *h = handle;
     ncclDataType_t t;
     if (nccl_type(dtype, &t) != 0) {
         snprintf(why, (size_t)why_size, "dtype %d has no NCCL type", dtype);
         return -1;
     }
-    NCCL_OR_FAIL(ncclAllReduce(buf, buf, (size_t)count, t, ncclSum, h->comm, h->stream));
+    if (after) {
+        CUDA_OR_FAIL(cudaEventRecord(h->ready, (cudaStream_t)after));
+        CUDA_OR_FAIL(cudaStreamWaitEvent(h->stream, h->ready, 0));
+    }
+    size_t n = (size_t)count;
+    switch (kind) {
+    case 0:
+        NCCL_OR_FAIL(ncclAllReduce(buf, buf, n, t, ncclSum, h->comm, h->stream));
+        break;
+    case 1:
+        NCCL_OR_FAIL(ncclReduce(buf, buf, n, t, ncclSum, root, h->comm, h->stream));
+        break;
+    case 2:
+        NCCL_OR_FAIL(ncclBroadcast(buf, buf, n, t, root, h->comm, h->stream));
+        break;
+    default:
+        snprintf(why, (size_t)why_size, "collective kind %d is not one of this module's", kind);
+        return -1;
+    }
     CUDA_OR_FAIL(cudaEventRecord(h->last, h->stream));
     return 0;
 }
@@ -160,6 +185,7 @@ void hft_nccl_close(void *handle, int abort) {
     else
         ncclCommDestroy(h->comm);
     cudaEventDestroy(h->last);
+    cudaEventDestroy(h->ready);
     cudaStreamDestroy(h->stream);
     free(h);
 }

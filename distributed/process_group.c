@@ -167,6 +167,44 @@ hft_status hft_dist_allgather(hft_dist *d, const void *mine, void *all, size_t b
     return rc != MPI_SUCCESS ? dist_mpi_error(d, rc, what) : dist_wait(d, &req, 1, what);
 }
 
+hft_status hft_dist_gather(hft_dist *d, const void *mine, size_t my_bytes, void *all, int root,
+                           const char *what) {
+    if (d->size == 1) {
+        memmove(all, mine, my_bytes);
+        return HFT_OK;
+    }
+    int64_t *sizes = malloc(sizeof(int64_t) * (size_t)d->size), me = (int64_t)my_bytes;
+    if (!sizes) return hft_error(HFT_ENOMEM, "out of memory");
+    hft_status st = hft_dist_allgather(d, &me, sizes, sizeof me, what);
+    /* point to point in chunks of at most 1 GiB (MPI counts are ints), a wave of requests at a time */
+    enum { CHUNK = 1 << 30 };
+    MPI_Request reqs[DIST_MAX_REQUESTS];
+    int n = 0;
+    char *at = all;
+    for (int r = 0; r < d->size && st == HFT_OK; r++) {
+        const char *src = r == d->rank ? mine : NULL;
+        for (int64_t off = 0; off < sizes[r] && st == HFT_OK; off += CHUNK) {
+            int len = sizes[r] - off < CHUNK ? (int)(sizes[r] - off) : CHUNK;
+            int rc = MPI_SUCCESS;
+            if (d->rank == root && r == root)
+                memmove(at + off, src + off, (size_t)len);
+            else if (d->rank == root)
+                rc = MPI_Irecv(at + off, len, MPI_BYTE, r, 17, d->world, &reqs[n++]);
+            else if (r == d->rank)
+                rc = MPI_Isend(src + off, len, MPI_BYTE, root, 17, d->world, &reqs[n++]);
+            if (rc != MPI_SUCCESS) st = dist_mpi_error(d, rc, what);
+            if (st == HFT_OK && n == DIST_MAX_REQUESTS) {
+                st = dist_wait(d, reqs, n, what);
+                n = 0;
+            }
+        }
+        if (d->rank == root) at += sizes[r];
+    }
+    if (st == HFT_OK && n) st = dist_wait(d, reqs, n, what);
+    free(sizes);
+    return st;
+}
+
 /* The first line where a and b differ, each copied into its buffer ("(none)" past the end). */
 static void first_difference(const char *a, const char *b, char *la, char *lb, size_t size) {
     while (*a && *b) {

@@ -449,6 +449,9 @@ typedef struct hft_device_api {
     void (*set_deterministic)(bool on);
     /* The current device's free and total memory (cudaMemGetInfo). */
     hft_status (*mem_info)(size_t *free_bytes, size_t *total_bytes);
+    /* The compute stream (a cudaStream_t; NULL on the emulator), for a library with streams of its own to
+     * order its work after the kernels queued so far without the host waiting (NCCL's collectives). */
+    void *(*compute_stream)(void);
 } hft_device_api;
 
 /* ---------------------------------------------------------------- the kernel table of a backend */

@@ -33,10 +33,10 @@ hft_status hft_loss_scaler_init(hft_loss_scaler *s, const hft_loss_scaler_config
 /* Gradients on a device: an inf or NaN anywhere makes their f64 sum of squares non-finite (f32 values
  * squared stay finite in f64), so one sumsq finds them; then the device's scale kernel unscales. A device
  * error reads as found (the step is skipped, and the error stays recorded). */
-static bool unscale_on_device(hft_tensor *flat, float inv, int64_t n) {
+static bool unscale_on_device(hft_tensor *flat, int64_t lo, float inv, int64_t n) {
     const hft_kernels *k = hft_kernels_for(flat->device.type);
     if (!k) return true;
-    void *g = hft_tensor_data(flat);
+    float *g = (float *)hft_tensor_data(flat) + lo;
     bool found = !isfinite(k->sumsq[HFT_F32](g, n));
     hft_map_args m = {.op = HFT_MAP_SCALE, .n_in = 1, .alpha = inv};
     m.out = (hft_kview){.data = g, .ndim = 1, .shape = {n}, .stride = {1}};
@@ -45,21 +45,24 @@ static bool unscale_on_device(hft_tensor *flat, float inv, int64_t n) {
     return found;
 }
 
-bool hft_loss_scaler_unscale(hft_loss_scaler *s, hft_paramset *ps) {
+bool hft_loss_scaler_unscale_range(hft_loss_scaler *s, hft_paramset *ps, int64_t lo, int64_t count) {
     hft_paramset_materialize_grads(ps);
     hft_tensor *flat = hft_paramset_grads(ps);
-    if (!flat) return false;
+    if (!flat || lo < 0 || count <= 0 || lo + count > hft_tensor_numel(flat)) return false;
     float inv = (float)(1.0 / (double)s->scale);
-    int64_t n = hft_tensor_numel(flat);
-    if (flat->device.type != HFT_CPU) return unscale_on_device(flat, inv, n);
-    float *g = hft_tensor_data(flat);
+    if (flat->device.type != HFT_CPU) return unscale_on_device(flat, lo, inv, count);
+    float *g = (float *)hft_tensor_data(flat) + lo;
     int found = 0;
 #pragma omp parallel for reduction(| : found) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < count; i++) {
         found |= !isfinite(g[i]);
         g[i] *= inv;
     }
     return found != 0;
+}
+
+bool hft_loss_scaler_unscale(hft_loss_scaler *s, hft_paramset *ps) {
+    return hft_loss_scaler_unscale_range(s, ps, 0, hft_paramset_trainable_numel(ps));
 }
 
 void hft_loss_scaler_update(hft_loss_scaler *s, bool found_inf) {

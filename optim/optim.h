@@ -82,6 +82,27 @@ int hft_optimizer_state_count(const hft_optimizer *opt);
 hft_status hft_optimizer_state(hft_optimizer *opt, int i, const char **name, hft_tensor **tensor);
 void hft_optimizer_set_steps(hft_optimizer *opt, int64_t steps);
 
+/* ZeRO-1: the optimizer keeps state for, and updates, only the range [lo, lo + count) of the flat layout
+ * of the trainable parameters (hft_paramset_values / _grads): this rank's shard; the other ranks update
+ * the rest and the parameters are all-gathered after the step (distributed/). Call before the first step.
+ * Adafactor cannot be sharded (HFT_EUNSUPPORTED). A sharded optimizer's state has no whole tensors: for
+ * checkpoints, hft_optimizer_state_info gives where each named tensor lies in the flat layout and
+ * hft_optimizer_state_buffer the shard of each flat state buffer, so that the trainer gathers the shards
+ * and writes the same named tensors an unsharded run writes (and reads them back at any world size). */
+hft_status hft_optimizer_shard(hft_optimizer *opt, int64_t lo, int64_t count);
+#define HFT_OPTIM_STATE_BUFFERS 3
+typedef struct hft_optim_state_info {
+    const char *name; /* "exp_avg/<parameter name>" */
+    int buffer;       /* which flat state buffer, [0, HFT_OPTIM_STATE_BUFFERS) */
+    int64_t offset;   /* where the tensor starts in that buffer's flat layout */
+    int ndim;
+    const int64_t *shape;
+} hft_optim_state_info;
+hft_status hft_optimizer_state_info(const hft_optimizer *opt, int i, hft_optim_state_info *info);
+/* Flat state buffer b: the tensor of the shard's elements (NULL when the optimizer does not use b), the
+ * shard's first flat index in *lo (0 unsharded, where the tensor is the whole buffer). */
+hft_status hft_optimizer_state_buffer(hft_optimizer *opt, int b, hft_tensor **shard, int64_t *lo);
+
 /* ---------------------------------------------------------------- gradient clipping */
 
 /* torch.nn.utils.clip_grad_norm_ over every trainable gradient: the global L2 norm (summed in a fixed
@@ -89,6 +110,12 @@ void hft_optimizer_set_steps(hft_optimizer *opt, int64_t steps);
  * before clipping in *norm. A non-finite norm leaves the gradients untouched and returns HFT_ENUMERIC,
  * for the caller to decide (skip the step or stop). max_norm <= 0 only measures. */
 hft_status hft_clip_grad_norm(hft_paramset *ps, double max_norm, double *norm);
+/* Its two halves over the flat gradient range [lo, lo + count), for a sharded (ZeRO-1) run, whose ranks
+ * each hold the reduced gradients of their own range: the sum of squares (f64, a fixed order) that the
+ * ranks add up, and the scaling by torch's factor for the global norm (HFT_ENUMERIC, gradients untouched,
+ * when it is not finite). */
+hft_status hft_grad_sumsq(hft_paramset *ps, int64_t lo, int64_t count, double *sumsq);
+hft_status hft_clip_grad_scale(hft_paramset *ps, int64_t lo, int64_t count, double max_norm, double norm);
 
 /* ---------------------------------------------------------------- loss scaling (fp16) */
 
@@ -112,6 +139,9 @@ hft_status hft_loss_scaler_init(hft_loss_scaler *s, const hft_loss_scaler_config
  * was inf or NaN: then the step must be skipped (the gradients are garbage) and hft_loss_scaler_update
  * told so. */
 bool hft_loss_scaler_unscale(hft_loss_scaler *s, hft_paramset *ps);
+/* The same over the flat gradient range [lo, lo + count) only: a sharded (ZeRO-1) rank's own, whose
+ * finding the ranks then combine. */
+bool hft_loss_scaler_unscale_range(hft_loss_scaler *s, hft_paramset *ps, int64_t lo, int64_t count);
 /* After each optimizer step, taken or skipped: backs off on found_inf, grows after growth_interval clean
  * steps (torch's _amp_update_scale_). */
 void hft_loss_scaler_update(hft_loss_scaler *s, bool found_inf);

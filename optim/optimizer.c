@@ -133,6 +133,7 @@ hft_status hft_optim_config_check(const hft_optim_config *c) {
 /* ---------------------------------------------------------------- the optimizer */
 
 enum { BUF_A, BUF_B, BUF_C, N_BUFS }; /* flat state buffers; which is which depends on the kind */
+_Static_assert(N_BUFS == HFT_OPTIM_STATE_BUFFERS, "optim.h counts the state buffers");
 
 typedef struct member {
     hft_param *param;
@@ -164,9 +165,13 @@ struct hft_optimizer {
     int n_groups;
     opt_group *groups;
     int n_members;
-    member *members;         /* registration order */
-    hft_optim_slice *slices; /* ascending grad offset */
+    member *members; /* registration order */
+    int n_slices;    /* n_members, or fewer when sharded */
+    hft_optim_slice
+        *slices; /* ascending grad offset; sharded: the parts in the shard, offsets from its start */
     int *slice_member;
+    bool sharded; /* ZeRO-1: state and updates for [shard_lo, shard_lo + shard_n) only */
+    int64_t shard_lo, shard_n;
     int64_t steps;
     int64_t buf_numel[N_BUFS]; /* 0: buffer not used */
     hft_tensor *bufs[N_BUFS];
@@ -286,7 +291,7 @@ static hft_status ensure_state(hft_optimizer *o) {
         o->scratch = hft_tensor_new(HFT_F32, 1, (int64_t[]){o->scratch_numel});
         if (!o->scratch) return hft_error(HFT_ENOMEM, "optimizer: out of memory");
     }
-    for (int i = 0; i < o->n_state; i++) {
+    for (int i = 0; i < o->n_state && !o->sharded; i++) { /* a shard has no whole tensors to view */
         state_entry *e = &o->state[i];
         if (e->view) continue;
         e->view = hft_tensor_alias(o->bufs[e->buf], e->offset, e->ndim, e->shape);
@@ -413,6 +418,7 @@ static hft_status optimizer_init(hft_optimizer *o, int n_groups, const hft_param
             .param = hft_tensor_data(p->value), .offset = p->grad_offset, .n = hft_tensor_numel(p->value)};
         o->slice_member[s] = order[s].member;
     }
+    o->n_slices = o->n_members;
     free(order);
     return plan_state(o);
 }
@@ -522,17 +528,17 @@ hft_status hft_optimizer_step(hft_optimizer *o, double lr_multiplier) {
     const hft_optim_config *c = &o->cfg;
     int64_t t = o->steps + 1;
     for (int g = 0; g < o->n_groups; g++) o->groups[g].last_lr = o->groups[g].lr * lr_multiplier;
-    for (int s = 0; s < o->n_members; s++) {
+    for (int s = 0; s < o->n_slices; s++) {
         const opt_group *g = &o->groups[o->members[o->slice_member[s]].group];
         o->slices[s].lr = g->lr * lr_multiplier;
         o->slices[s].weight_decay = g->weight_decay;
     }
-    const void *grad = hft_tensor_data(hft_paramset_grads(o->ps));
+    const float *grad = (const float *)hft_tensor_data(hft_paramset_grads(o->ps)) + o->shard_lo;
     void *bufs[N_BUFS];
     for (int b = 0; b < N_BUFS; b++) bufs[b] = o->bufs[b] ? hft_tensor_data(o->bufs[b]) : NULL;
     switch (c->kind) {
     case HFT_OPTIM_SGD: {
-        hft_sgd_args a = {.n_slices = o->n_members,
+        hft_sgd_args a = {.n_slices = o->n_slices,
                           .slices = o->slices,
                           .grad = grad,
                           .momentum_buffer = c->momentum != 0 ? bufs[BUF_A] : NULL,
@@ -545,7 +551,7 @@ hft_status hft_optimizer_step(hft_optimizer *o, double lr_multiplier) {
     }
     case HFT_OPTIM_ADAM:
     case HFT_OPTIM_ADAMW: {
-        hft_adam_args a = {.n_slices = o->n_members,
+        hft_adam_args a = {.n_slices = o->n_slices,
                            .slices = o->slices,
                            .grad = grad,
                            .exp_avg = bufs[BUF_A],
@@ -561,7 +567,7 @@ hft_status hft_optimizer_step(hft_optimizer *o, double lr_multiplier) {
         break;
     }
     case HFT_OPTIM_LION: {
-        hft_lion_args a = {.n_slices = o->n_members,
+        hft_lion_args a = {.n_slices = o->n_slices,
                            .slices = o->slices,
                            .grad = grad,
                            .exp_avg = bufs[BUF_A],
@@ -598,6 +604,11 @@ int hft_optimizer_state_count(const hft_optimizer *o) {
 hft_status hft_optimizer_state(hft_optimizer *o, int i, const char **name, hft_tensor **tensor) {
     if (i < 0 || i >= o->n_state)
         return hft_error(HFT_EINVAL, "optimizer state: index %d out of range [0, %d)", i, o->n_state);
+    if (o->sharded)
+        return hft_error(HFT_ESTATE,
+                         "optimizer state: '%s': a sharded optimizer holds a range of it only "
+                         "(hft_optimizer_state_info and hft_optimizer_state_buffer read the shard)",
+                         o->state[i].name);
     HFT_TRY(ensure_state(o));
     if (name) *name = o->state[i].name;
     if (tensor) *tensor = o->state[i].view;
@@ -606,4 +617,58 @@ hft_status hft_optimizer_state(hft_optimizer *o, int i, const char **name, hft_t
 
 void hft_optimizer_set_steps(hft_optimizer *o, int64_t steps) {
     o->steps = steps < 0 ? 0 : steps;
+}
+
+/* ---------------------------------------------------------------- sharding (ZeRO-1) */
+
+hft_status hft_optimizer_shard(hft_optimizer *o, int64_t lo, int64_t count) {
+    int64_t n_flat = hft_paramset_trainable_numel(o->ps);
+    if (o->cfg.kind == HFT_OPTIM_ADAFACTOR)
+        return hft_error(HFT_EUNSUPPORTED,
+                         "adafactor: cannot be sharded (ZeRO-1): its factored moments and its lr, from each "
+                         "parameter's RMS, span whole parameters; use adamw, sgd or lion");
+    if (o->sharded || o->steps > 0)
+        return hft_error(HFT_ESTATE, "optimizer shard: set once, before the first step");
+    for (int b = 0; b < N_BUFS; b++)
+        if (o->bufs[b]) return hft_error(HFT_ESTATE, "optimizer shard: the state is already allocated");
+    if (lo < 0 || count < 0 || lo + count > n_flat)
+        return hft_error(HFT_EINVAL, "optimizer shard: [%lld, %lld) is not inside the %lld trainable values",
+                         (long long)lo, (long long)(lo + count), (long long)n_flat);
+    int kept = 0;
+    for (int s = 0; s < o->n_slices; s++) { /* ascending offsets: each slice clipped to the shard */
+        hft_optim_slice sl = o->slices[s];
+        int64_t start = sl.offset > lo ? sl.offset : lo;
+        int64_t end = sl.offset + sl.n < lo + count ? sl.offset + sl.n : lo + count;
+        if (end <= start) continue;
+        o->slice_member[kept] = o->slice_member[s];
+        o->slices[kept++] = (hft_optim_slice){
+            .param = (float *)sl.param + (start - sl.offset), .offset = start - lo, .n = end - start};
+    }
+    o->n_slices = kept;
+    for (int b = 0; b < N_BUFS; b++)
+        if (o->buf_numel[b]) o->buf_numel[b] = count;
+    o->sharded = true;
+    o->shard_lo = lo;
+    o->shard_n = count;
+    return HFT_OK;
+}
+
+hft_status hft_optimizer_state_info(const hft_optimizer *o, int i, hft_optim_state_info *info) {
+    if (i < 0 || i >= o->n_state)
+        return hft_error(HFT_EINVAL, "optimizer state: index %d out of range [0, %d)", i, o->n_state);
+    const state_entry *e = &o->state[i];
+    *info = (hft_optim_state_info){
+        .name = e->name, .buffer = e->buf, .offset = e->offset, .ndim = e->ndim, .shape = e->shape};
+    return HFT_OK;
+}
+
+hft_status hft_optimizer_state_buffer(hft_optimizer *o, int b, hft_tensor **shard, int64_t *lo) {
+    *shard = NULL;
+    *lo = o->shard_lo;
+    if (b < 0 || b >= HFT_OPTIM_STATE_BUFFERS)
+        return hft_error(HFT_EINVAL, "optimizer state buffer %d of %d", b, HFT_OPTIM_STATE_BUFFERS);
+    if (!o->buf_numel[b]) return HFT_OK;
+    HFT_TRY(ensure_state(o));
+    *shard = o->bufs[b];
+    return HFT_OK;
 }

@@ -1,7 +1,8 @@
 /* distributed/ in one process: the process group without a launcher, autograd's parameter-ready report
- * (the hook that starts each bucket's all-reduce during backward), and gradient sync's buckets. The
- * multi-rank behaviour is tests/test_dist.sh, under mpirun. */
+ * (the hook that starts each bucket's all-reduce during backward), gradient sync's buckets, and ZeRO-1's
+ * ranges with optimizers sharded over them. The multi-rank behaviour is tests/test_dist.sh, under mpirun. */
 #include "distributed/dist.h"
+#include "optim/optim.h"
 #include "tests/test_util.h"
 
 TEST(without_a_launcher_the_group_is_one_process_and_needs_no_mpi) {
@@ -123,11 +124,130 @@ TEST(gradient_sync_starts_buckets_during_backward_and_zeroes_unwritten_gradients
     hft_dist_finalize(d);
 }
 
+TEST(shard_ranges_cover_the_flat_layout_in_order_at_aligned_starts) {
+    const int64_t sizes[] = {0, 1, 15, 16, 17, 100, 146592, 124439808};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (int world = 1; world <= 9; world++) {
+            int64_t next = 0, biggest = 0;
+            for (int r = 0; r < world; r++) {
+                int64_t lo, count;
+                hft_shard_range(sizes[i], world, r, &lo, &count);
+                CHECK(lo == next && count >= 0, "n %lld, world %d: rank %d starts at %lld, not %lld",
+                      (long long)sizes[i], world, r, (long long)lo, (long long)next);
+                CHECK(lo % 16 == 0 || count == 0, "rank %d's range starts at %lld", r, (long long)lo);
+                next = lo + count;
+                if (count > biggest) biggest = count;
+            }
+            CHECK(next == sizes[i], "n %lld, world %d: the ranges end at %lld", (long long)sizes[i], world,
+                  (long long)next);
+            CHECK(biggest <= (sizes[i] + world - 1) / world + 15, "n %lld, world %d: a range of %lld",
+                  (long long)sizes[i], world, (long long)biggest);
+        }
+}
+
+/* Parameters of odd sizes (slices that the ranges cut in the middle, one range inside one parameter). */
+static hft_paramset *odd_params(void) {
+    test_rng rng = {11};
+    static const int64_t n[] = {7, 33, 1, 100, 29};
+    hft_paramset *ps = hft_paramset_new();
+    for (int i = 0; i < 5; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%d", i);
+        hft_paramset_add(ps, name, test_random(&rng, HFT_F32, 1, &n[i], -1, 1),
+                         i == 2 ? HFT_PARAM_NO_DECAY : 0);
+    }
+    hft_paramset_finalize(ps, 0);
+    return ps;
+}
+
+static void fill_grads(hft_paramset *ps, int step) {
+    test_rng rng = {(unsigned long long)(100 + step)};
+    hft_tensor *g = hft_paramset_grads(ps);
+    hft_tensor *r = test_random(&rng, HFT_F32, 1, g->shape, -1, 1);
+    memcpy(hft_tensor_data(g), hft_tensor_data(r), hft_tensor_nbytes(g));
+    hft_tensor_free(r);
+    for (int i = 0; i < hft_paramset_count(ps); i++)
+        hft_paramset_get(ps, i)->value->flags |= HFT_TENSOR_GRAD_SET;
+}
+
+TEST(optimizers_sharded_over_every_range_update_as_one_optimizer) {
+    hft_optim_config cfgs[3] = {hft_optim_defaults(HFT_OPTIM_ADAMW), hft_optim_defaults(HFT_OPTIM_SGD),
+                                hft_optim_defaults(HFT_OPTIM_LION)};
+    cfgs[0].amsgrad = true, cfgs[0].weight_decay = 0.1, cfgs[0].lr = 1e-2;
+    cfgs[1].momentum = 0.9, cfgs[1].nesterov = true, cfgs[1].lr = 0.1, cfgs[1].weight_decay = 0.01;
+    cfgs[2].lr = 1e-3, cfgs[2].weight_decay = 0.1;
+    enum { WORLD = 3 };
+    for (int c = 0; c < 3; c++) {
+        hft_paramset *whole = odd_params(), *ranks[WORLD];
+        hft_optimizer *one = NULL, *shard[WORLD] = {NULL};
+        CHECK_OK(hft_optimizer_new(whole, &cfgs[c], 0, NULL, &one), NULL);
+        int64_t n = hft_paramset_trainable_numel(whole);
+        for (int r = 0; r < WORLD; r++) { /* each "rank" its own copy of the parameters */
+            int64_t lo, count;
+            ranks[r] = odd_params();
+            hft_shard_range(n, WORLD, r, &lo, &count);
+            CHECK_OK(hft_optimizer_new(ranks[r], &cfgs[c], 0, NULL, &shard[r]), NULL);
+            CHECK_OK(hft_optimizer_shard(shard[r], lo, count), NULL);
+        }
+        for (int step = 0; step < 3; step++) {
+            fill_grads(whole, step);
+            CHECK_OK(hft_optimizer_step(one, 0.5), NULL);
+            for (int r = 0; r < WORLD; r++) {
+                fill_grads(ranks[r], step);
+                CHECK_OK(hft_optimizer_step(shard[r], 0.5), NULL);
+            }
+            /* the all-gather: each rank's range of values to the others */
+            for (int r = 0; r < WORLD; r++) {
+                int64_t lo, count;
+                hft_shard_range(n, WORLD, r, &lo, &count);
+                for (int o = 0; o < WORLD; o++)
+                    memcpy((float *)hft_tensor_data(hft_paramset_values(ranks[o])) + lo,
+                           (float *)hft_tensor_data(hft_paramset_values(ranks[r])) + lo,
+                           sizeof(float) * (size_t)count);
+            }
+            for (int r = 0; r < WORLD; r++)
+                CHECK(memcmp(hft_tensor_data(hft_paramset_values(ranks[r])),
+                             hft_tensor_data(hft_paramset_values(whole)), sizeof(float) * (size_t)n) == 0,
+                      "%s, step %d: rank %d's values differ from one optimizer's",
+                      hft_optim_kind_name(cfgs[c].kind), step, r);
+        }
+        /* the state: each rank's range of each buffer is the whole optimizer's */
+        for (int b = 0; b < HFT_OPTIM_STATE_BUFFERS; b++) {
+            hft_tensor *full, *part;
+            int64_t lo0, lo;
+            CHECK_OK(hft_optimizer_state_buffer(one, b, &full, &lo0), NULL);
+            for (int r = 0; r < WORLD && full; r++) {
+                CHECK_OK(hft_optimizer_state_buffer(shard[r], b, &part, &lo), NULL);
+                CHECK(part && memcmp((float *)hft_tensor_data(full) + lo, hft_tensor_data(part),
+                                     hft_tensor_nbytes(part)) == 0,
+                      "%s: rank %d's state buffer %d", hft_optim_kind_name(cfgs[c].kind), r, b);
+            }
+        }
+        const char *name;
+        hft_tensor *t;
+        CHECK(hft_optimizer_state(shard[0], 0, &name, &t) == HFT_ESTATE,
+              "a shard has no whole state tensors");
+        hft_optimizer_free(one);
+        hft_paramset_free(whole);
+        for (int r = 0; r < WORLD; r++) hft_optimizer_free(shard[r]), hft_paramset_free(ranks[r]);
+    }
+    hft_paramset *ps = odd_params();
+    hft_optim_config af = hft_optim_defaults(HFT_OPTIM_ADAFACTOR);
+    hft_optimizer *o = NULL;
+    CHECK_OK(hft_optimizer_new(ps, &af, 0, NULL, &o), NULL);
+    CHECK(hft_optimizer_shard(o, 0, 16) == HFT_EUNSUPPORTED && strstr(hft_error_message(), "adafactor"),
+          "Adafactor refuses sharding: %s", hft_error_message());
+    hft_optimizer_free(o);
+    hft_paramset_free(ps);
+}
+
 int main(int argc, char **argv) {
     static const test_case cases[] = {
         {"without_a_launcher", without_a_launcher_the_group_is_one_process_and_needs_no_mpi},
         {"param_ready", a_parameter_is_reported_once_after_its_last_reader_also_through_a_checkpoint},
         {"grad_sync_buckets", gradient_sync_starts_buckets_during_backward_and_zeroes_unwritten_gradients},
+        {"shard_ranges", shard_ranges_cover_the_flat_layout_in_order_at_aligned_starts},
+        {"sharded_optimizers", optimizers_sharded_over_every_range_update_as_one_optimizer},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Data-parallel training under `mpirun -np 2` on tiny models: 2 ranks × batch b end with the parameters of
 # 1 rank × batch 2b (‖Δ‖/‖p‖ per tensor ≤ 1e-6), resume is exact at the same world size and works at
-# another, a killed or hung rank ends the job with an error in bounded time and leaves the last checkpoint
-# whole, a signal to one rank stops every rank at the same step, and inconsistent recipes or more ranks
-# than examples are refused with clear errors.
+# another, ZeRO-1 trains as the plain run and its checkpoints resume at any world size, a killed or hung
+# rank ends the job with an error in bounded time and leaves the last checkpoint whole, a signal to one rank
+# stops every rank at the same step, and inconsistent recipes or more ranks than examples are refused with
+# clear errors.
 # Usage: test_dist.sh BUILD_DIR   (run from the repository root)
 set -eu
 bin="$1/trainer/hft-train"
@@ -91,6 +92,13 @@ if [ -f "$1/libhft_cuda_emu.so" ]; then
     )
     grep -q "device: cuda:0" "$work/c2.log" || fail "the GPU run names its device"
     same "GPU ranks" "$work/c1" "$work/c2" model.safetensors 1e-6
+    (   # ZeRO-1 on the device: ranges of device buffers, their state gathered through the host at step 4
+        export HFT_CUDA_MODULE="$1/libhft_cuda_emu.so" HFT_EMU_DEVICES=2
+        two $g device=cuda output_dir="$work/c3" per_device_train_batch_size=3 zero_stage=1 save_steps=4 \
+            > "$work/c3.log"
+    )
+    same "GPU ranks, ZeRO-1" "$work/c1" "$work/c3" model.safetensors 1e-6
+    test -f "$work/c3/checkpoint-4/training_state.h5" || fail "the ZeRO-1 GPU run saved its state"
 fi
 
 # SGD: B starts at zero, and Adam's first steps (g / |g|) turn rounding noise in a tiny B into a relative
@@ -118,6 +126,46 @@ one output_dir="$work/r1" per_device_train_batch_size=2 save_steps=3 cache_dir= 
     > "$work/r1.log"
 grep -q "the checkpoint was written by 2 processes, this run has 1" "$work/r1.log" || fail "resume note"
 test -f "$work/r1/model.safetensors" || fail "the 1-process resume finished"
+
+# ZeRO-1: each rank keeps and updates its range of the optimizer state; gradients reduce to the range's
+# owner and the updated values are broadcast back. The training is the plain run's; the checkpoints hold the
+# same named tensors, gathered, so they resume at any world size, sharded or not.
+three() { mpirun -np 3 "$bin" "$work/recipe.yaml" "$@"; }
+current="ZeRO-1 trains as plain data parallelism (2 ranks; 3 ranks, whose ranges cut the buckets unevenly)"
+echo "== $current"
+two output_dir="$work/z2" per_device_train_batch_size=2 save_steps=3 zero_stage=1 cache_dir= > "$work/z2.log"
+grep -q "ZeRO-1: the optimizer state is sharded, this rank keeps and updates" "$work/z2.log" ||
+    fail "the plan names ZeRO-1"
+same "ZeRO-1 2 ranks = plain 2 ranks" "$work/r" "$work/z2" model.safetensors 0
+b="ddp_bucket_cap_mb=0.05" # 4 buckets of the 0.56 MiB of gradients, cut by 3 ranges
+three output_dir="$work/p3" per_device_train_batch_size=2 $b cache_dir= > /dev/null
+three output_dir="$work/z3" per_device_train_batch_size=2 zero_stage=1 $b cache_dir= > "$work/z3.log"
+grep -q "in 4 buckets during backward" "$work/z3.log" || fail "4 buckets: $(grep -m1 bucket "$work/z3.log")"
+same "ZeRO-1 3 ranks = plain 3 ranks" "$work/p3" "$work/z3" model.safetensors 1e-6
+
+current="ZeRO-1 checkpoints: resume exact when sharded alike, and at other world sizes, sharded or not"
+echo "== $current"
+mkdir "$work/z2r" && cp -r "$work/z2/checkpoint-3" "$work/z2r/"
+two output_dir="$work/z2r" per_device_train_batch_size=2 zero_stage=1 save_steps=3 cache_dir= \
+    resume_from_checkpoint=true > /dev/null
+same "ZeRO-1 resumed = uninterrupted (bit-identical)" "$work/z2" "$work/z2r" model.safetensors 0
+mkdir "$work/z1" && cp -r "$work/z2/checkpoint-3" "$work/z1/"
+one output_dir="$work/z1" per_device_train_batch_size=2 save_steps=3 cache_dir= resume_from_checkpoint=true \
+    > /dev/null
+same "a ZeRO-1 checkpoint resumed by 1 process = a plain one" "$work/r1" "$work/z1" model.safetensors 0
+mkdir "$work/pz3" "$work/zz3" && cp -r "$work/r/checkpoint-3" "$work/pz3/" && cp -r "$work/z2/checkpoint-3" "$work/zz3/"
+three output_dir="$work/pz3" per_device_train_batch_size=2 zero_stage=1 save_steps=3 cache_dir= \
+    resume_from_checkpoint=true > /dev/null
+three output_dir="$work/zz3" per_device_train_batch_size=2 zero_stage=1 save_steps=3 cache_dir= \
+    resume_from_checkpoint=true > /dev/null
+same "plain and ZeRO-1 checkpoints of 2 ranks resumed sharded over 3 alike" "$work/pz3" "$work/zz3" \
+    model.safetensors 0
+if two output_dir="$work/zx" optim=adafactor zero_stage=1 cache_dir= > "$work/zx.log" 2>&1; then
+    fail "Adafactor sharded"
+fi
+grep -q "zero_stage 1: adafactor: cannot be sharded" "$work/zx.log" || fail "the refusal: $(grep -m1 error "$work/zx.log")"
+if two output_dir="$work/zx" zero_stage=2 cache_dir= > "$work/zx.log" 2>&1; then fail "zero_stage 2 ran"; fi
+grep -q "zero_stage 2: not built yet" "$work/zx.log" || fail "the refusal: $(grep -m1 error "$work/zx.log")"
 
 # A long run for the fault tests: checkpoints every 5 steps, the two newest kept.
 long="output_dir=$work/k per_device_train_batch_size=2 max_steps=100000 save_steps=5 save_total_limit=2 ddp_timeout=5 cache_dir="

@@ -145,6 +145,9 @@ static const key_spec keys[] = {
      "label smoothing of the cross-entropy, in [0, 1)"},
     {"training", "gradient_checkpointing", "activation_checkpointing", K_BOOL, F(gradient_checkpointing),
      "false", 0, 0, false, NULL, "recompute block activations in backward to save memory"},
+    {"training", "full_determinism", NULL, K_BOOL, F(full_determinism), "true", 0, 0, false, NULL,
+     "on a GPU: deterministic kernels only, so a run resumed at step k ends bit-identical (true by default: "
+     "it costs little; false lets cuBLASLt split GEMM reductions freely). The CPU's kernels always are"},
     {"training", "dataloader_drop_last", NULL, K_BOOL, F(dataloader_drop_last), "false", 0, 0, false, NULL,
      "drop the last incomplete batch of an epoch"},
     {"training", "resume_from_checkpoint", NULL, K_STR, F(resume_from_checkpoint), "", 0, 0, false, NULL,
@@ -158,6 +161,12 @@ static const key_spec keys[] = {
      "CPU threads (0: OMP_NUM_THREADS, else all cores; under mpirun, cores / ranks on the node)"},
     {"training", "ddp_timeout", NULL, K_NUM, F(ddp_timeout), "1800", 1e-3, INF, false, NULL,
      "under mpirun: seconds a rank waits for the others before it stops with an error"},
+    {"training", "ddp_bucket_cap_mb", NULL, K_NUM, F(ddp_bucket_cap_mb), "25", 1e-6, INF, false, NULL,
+     "under mpirun: MiB of gradients per all-reduce bucket (torch DDP's bucket_cap_mb), each started as "
+     "soon as backward has written it"},
+    {"training", "zero_stage", NULL, K_INT, F(zero_stage), "0", 0, 3, false, NULL,
+     "under mpirun: 1 shards the optimizer state over the ranks (ZeRO-1: each keeps and updates 1/N of it); "
+     "0 keeps all of it on every rank"},
     {"training", "sample_prompt", NULL, K_STR, F(sample_prompt), "", 0, 0, false, NULL,
      "after training, generate a sample from this prompt"},
     {"training", "sample_tokens", NULL, K_INT, F(sample_tokens), "0", 0, 1e6, false, NULL,

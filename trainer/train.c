@@ -65,6 +65,7 @@ typedef struct trainer {
     bool main; /* rank 0: logs, metrics, checkpoints, exports */
     hft_comm *comm;
     hft_grad_sync *sync;
+    bool zero;          /* ZeRO-1: zero_stage 1 under mpirun */
     int64_t *positions; /* per micro-batch of the window: the global sample index of this rank's slice */
     struct block_arg *blocks; /* gradient checkpointing: each block's arguments, alive until backward */
     /* mixed precision: autocast's dtype (HFT_F32: off); fp16's loss scaler and the steps it skipped */
@@ -256,6 +257,25 @@ static int64_t steps_of(double v, int64_t total) {
     return (int64_t)v;
 }
 
+/* ZeRO-1: this rank's range of the flat parameters is the one the gradient sync will reduce to it
+ * (hft_shard_range), set before a resume loads the state. */
+static hft_status shard_optimizer(trainer *t) {
+    char w[600];
+    if (t->r->zero_stage >= 2)
+        return hft_error(HFT_EUNSUPPORTED,
+                         "%s: zero_stage %lld: not built yet; hft has ZeRO-1 (zero_stage: 1, the optimizer "
+                         "state sharded); stages 2 and 3 (gradients, parameters) are not there yet",
+                         hft_recipe_where(t->r, "zero_stage", w, sizeof w), (long long)t->r->zero_stage);
+    if (!t->zero) return HFT_OK;
+    int64_t lo, count;
+    hft_shard_range(hft_paramset_trainable_numel(hft_model_params(t->model)), t->world, t->rank, &lo, &count);
+    hft_status st = hft_optimizer_shard(t->opt, lo, count);
+    if (st != HFT_OK)
+        return hft_error(st, "%s: zero_stage 1: %s", hft_recipe_where(t->r, "zero_stage", w, sizeof w),
+                         hft_error_message());
+    return HFT_OK;
+}
+
 static hft_status build_optimizer(trainer *t) {
     const hft_recipe *r = t->r;
     hft_optim_kind kind;
@@ -268,6 +288,7 @@ static hft_status build_optimizer(trainer *t) {
     oc.weight_decay = r->weight_decay;
     if (kind != HFT_OPTIM_LION) oc.beta1 = r->adam_beta1, oc.beta2 = r->adam_beta2, oc.eps = r->adam_epsilon;
     HFT_TRY(hft_optimizer_new(hft_model_params(t->model), &oc, 0, NULL, &t->opt));
+    HFT_TRY(shard_optimizer(t));
     hft_schedule_kind sk;
     if (hft_schedule_kind_from_name(r->lr_scheduler_type, &sk) != HFT_OK)
         return hft_error(HFT_EINVAL, "%s: lr_scheduler_type: %s",
@@ -351,6 +372,7 @@ static hft_status resolve_device(trainer *t) {
                          dev, missing);
     }
     HFT_TRY(k->dev->set_device(index));
+    k->dev->set_deterministic(r->full_determinism);
     (void)k->dev->describe(index, desc, sizeof desc);
     snprintf(t->device_desc, sizeof t->device_desc, "cuda:%d (%s)", index, desc);
     t->device = (hft_device){HFT_CUDA, index};
@@ -360,6 +382,7 @@ static hft_status resolve_device(trainer *t) {
 static hft_status setup(trainer *t) {
     const hft_recipe *r = t->r;
     char w[600];
+    t->zero = r->zero_stage == 1 && t->world > 1;
     HFT_TRY(resolve_device(t));
     if ((strcmp(r->model_dtype, "bfloat16") == 0 || strcmp(r->model_dtype, "float16") == 0) && !r->lora_json)
         return hft_error(
@@ -376,6 +399,11 @@ static hft_status setup(trainer *t) {
     if (r->threads > 0) hft_threads_set((int)r->threads);
     HFT_TRY(load_model(t));
     if (t->device.type != HFT_CPU) HFT_TRY(hft_model_to_device(t->model, t->device));
+    if (r->ddp_bucket_cap_mb != 25) { /* the model's buckets are DDP's default 25 MiB */
+        hft_paramset *ps = hft_model_params(t->model);
+        HFT_TRY(hft_paramset_reopen(ps));
+        HFT_TRY(hft_paramset_finalize(ps, (size_t)(r->ddp_bucket_cap_mb * 1024 * 1024)));
+    }
     HFT_TRY(load_tokenizer(t));
     HFT_TRY(data_task_of(t, &t->task));
     HFT_TRY(load_dataset(t, r->train_file, &t->train));
@@ -595,6 +623,32 @@ static int64_t lr_step(const trainer *t) {
     return t->global_step - t->skipped_steps;
 }
 
+/* fp16: the gradients unscaled, and whether any was inf or NaN: on every rank alike under ZeRO-1, where each
+ * rank checks its own range. */
+static hft_status unscale(trainer *t, int64_t lo, int64_t count, bool *found) {
+    *found = hft_loss_scaler_unscale_range(&t->scaler, hft_model_params(t->model), lo, count);
+    if (!t->zero) return HFT_OK;
+    double any = *found;
+    char what[96];
+    snprintf(what, sizeof what, "step %lld: inf/NaN gradients", (long long)t->global_step + 1);
+    HFT_TRY(hft_dist_allreduce_f64(t->dist, &any, 1, HFT_DIST_MAX, what));
+    *found = any != 0;
+    return HFT_OK;
+}
+
+/* Clipping by the global norm; under ZeRO-1 the ranks add up the squares of their ranges. */
+static hft_status clip(trainer *t, int64_t lo, int64_t count, double *norm) {
+    hft_paramset *ps = hft_model_params(t->model);
+    if (!t->zero) return hft_clip_grad_norm(ps, t->r->max_grad_norm, norm);
+    double sumsq = 0;
+    char what[96];
+    snprintf(what, sizeof what, "step %lld: the gradient norm", (long long)t->global_step + 1);
+    HFT_TRY(hft_grad_sumsq(ps, lo, count, &sumsq));
+    HFT_TRY(hft_dist_allreduce_f64(t->dist, &sumsq, 1, HFT_DIST_SUM, what));
+    *norm = sqrt(sumsq);
+    return hft_clip_grad_scale(ps, lo, count, t->r->max_grad_norm, *norm);
+}
+
 static hft_status train_step(trainer *t, double *step_loss) {
     int64_t m = next_window(t);
     if (m == 0) {
@@ -654,7 +708,11 @@ static hft_status train_step(trainer *t, double *step_loss) {
                          (long long)t->global_step + 1, loss);
     hft_paramset *ps = hft_model_params(t->model);
     *step_loss = loss;
-    if (t->r->fp16 && hft_loss_scaler_unscale(&t->scaler, ps)) { /* inf/NaN gradients: skip, back off */
+    int64_t lo = 0, count = hft_paramset_trainable_numel(ps); /* ZeRO-1: this rank's range */
+    if (t->zero) hft_grad_sync_range(t->sync, &lo, &count);
+    bool found_inf = false;
+    if (t->r->fp16) HFT_TRY(unscale(t, lo, count, &found_inf));
+    if (found_inf) { /* inf/NaN gradients: skip, back off */
         float was = t->scaler.scale;
         hft_loss_scaler_update(&t->scaler, true);
         hft_paramset_zero_grad(ps);
@@ -667,13 +725,18 @@ static hft_status train_step(trainer *t, double *step_loss) {
         return HFT_OK;
     }
     double norm = 0;
-    hft_status st = hft_clip_grad_norm(ps, t->r->max_grad_norm, &norm);
+    hft_status st = clip(t, lo, count, &norm);
     if (st == HFT_ENUMERIC)
         return hft_error(HFT_ENUMERIC,
                          "step %lld: the gradient norm is %g; stopping (the last checkpoint is intact)",
                          (long long)t->global_step + 1, norm);
     HFT_TRY(st);
     HFT_TRY(hft_optimizer_step(t->opt, hft_schedule_multiplier(t->sched, lr_step(t))));
+    if (t->zero) {
+        snprintf(what, sizeof what, "step %lld: gathering the updated parameters (ZeRO-1)",
+                 (long long)t->global_step + 1);
+        HFT_TRY(hft_grad_sync_gather_values(t->sync, what));
+    }
     if (t->r->fp16) hft_loss_scaler_update(&t->scaler, false);
     hft_paramset_zero_grad(ps);
     t->global_step++;
@@ -852,11 +915,44 @@ static hft_status gather_rank_positions(trainer *t, int64_t *all) {
     return hft_dist_allgather(t->dist, &mine, all, sizeof mine, "gathering the ranks' data positions");
 }
 
+/* ZeRO-1: each flat state buffer's ranges, from every rank to rank 0's host (NULL on the others). */
+static hft_status gather_optimizer_state(trainer *t, hft_tensor **whole) {
+    int64_t n = hft_paramset_trainable_numel(hft_model_params(t->model));
+    for (int b = 0; b < HFT_OPTIM_STATE_BUFFERS; b++) {
+        hft_tensor *shard;
+        int64_t lo;
+        HFT_TRY(hft_optimizer_state_buffer(t->opt, b, &shard, &lo));
+        if (!shard) continue;
+        hft_tensor *host =
+            shard->device.type == HFT_CPU ? shard : hft_tensor_to(shard, (hft_device){HFT_CPU, 0});
+        if (!host) return hft_error_status();
+        if (t->main && !(whole[b] = hft_tensor_new(HFT_F32, 1, &n))) {
+            if (host != shard) hft_tensor_free(host);
+            return hft_error_status();
+        }
+        hft_status st = hft_dist_gather(t->dist, hft_tensor_data(host), hft_tensor_nbytes(host),
+                                        t->main ? hft_tensor_data(whole[b]) : NULL, 0,
+                                        "gathering the optimizer state (ZeRO-1) for a checkpoint");
+        if (host != shard) hft_tensor_free(host);
+        HFT_TRY(st);
+    }
+    return HFT_OK;
+}
+
+static hft_status write_checkpoint(trainer *t, const int64_t *positions, hft_tensor *const *whole);
+
 static hft_status save(trainer *t) {
     int64_t positions[4096];
     if (t->world > 4096) return hft_error(HFT_EUNSUPPORTED, "checkpoints of more than 4096 ranks");
     if (t->dist) HFT_TRY(gather_rank_positions(t, positions));
-    if (!t->main) return HFT_OK; /* rank 0 writes */
+    hft_tensor *whole[HFT_OPTIM_STATE_BUFFERS] = {NULL};
+    hft_status st = t->zero ? gather_optimizer_state(t, whole) : HFT_OK;
+    if (st == HFT_OK && t->main) st = write_checkpoint(t, positions, t->zero ? whole : NULL);
+    for (int b = 0; b < HFT_OPTIM_STATE_BUFFERS; b++) hft_tensor_free(whole[b]);
+    return st;
+}
+
+static hft_status write_checkpoint(trainer *t, const int64_t *positions, hft_tensor *const *whole) {
     train_state s = {.global_step = t->global_step,
                      .epoch = t->log.epoch,
                      .cursor = t->cursor,
@@ -883,6 +979,7 @@ static hft_status save(trainer *t) {
                               .recipe = t->r,
                               .state = &s,
                               .optimizer = t->opt,
+                              .optimizer_whole = whole,
                               .log = &t->log};
     char *path = NULL;
     HFT_TRY(checkpoint_write(t->r->output_dir, t->global_step, &parts, &path));
@@ -914,6 +1011,14 @@ static void print_plan(const trainer *t) {
                t->world, hft_dist_local_world(t->dist), hft_threads_get(), hft_threads_get() == 1 ? "" : "s",
                hft_paramset_bucket_count(hft_model_params(t->model)),
                hft_paramset_bucket_count(hft_model_params(t->model)) == 1 ? "" : "s");
+    if (t->zero) {
+        int64_t lo, count;
+        hft_grad_sync_range(t->sync, &lo, &count);
+        printf("  ZeRO-1: the optimizer state is sharded, this rank keeps and updates %lld of the %lld "
+               "trainable "
+               "values; gradients reduce to their range's rank, updated parameters are all-gathered\n",
+               (long long)count, (long long)hft_paramset_trainable_numel(hft_model_params(t->model)));
+    }
     printf("  %lld batches per epoch, %lld optimizer steps per epoch, %lld steps in all (warmup %lld)\n",
            (long long)t->batches_per_epoch, (long long)t->steps_per_epoch, (long long)t->total_steps,
            (long long)t->warmup);
@@ -1033,7 +1138,8 @@ static hft_status join_ranks(trainer *t) {
     HFT_TRY(st);
     HFT_TRY(hft_dist_bcast_params(t->dist, hft_model_params(t->model)));
     HFT_TRY(open_comm(t));
-    return hft_grad_sync_new(t->comm, hft_model_params(t->model), &t->sync);
+    HFT_TRY(hft_grad_sync_new(t->comm, hft_model_params(t->model), &t->sync));
+    return t->zero ? hft_grad_sync_shard(t->sync) : HFT_OK;
 }
 
 static hft_status run(trainer *t, bool *stopped) {

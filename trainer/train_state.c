@@ -144,7 +144,46 @@ static uLong crc_tensor(uLong crc, const char *name, const hft_tensor *t) {
     return crc;
 }
 
-hft_status train_state_save(const char *path, const train_state *s, hft_optimizer *opt) {
+/* Named state i as a view of its flat buffer: `whole`'s when given (a sharded run's state gathered on the
+ * host), else the optimizer's own (unsharded: the buffer is whole). Free the view. */
+static hft_status state_view(hft_optimizer *opt, hft_tensor *const *whole, int i, hft_optim_state_info *info,
+                             hft_tensor **view) {
+    *view = NULL;
+    HFT_TRY(hft_optimizer_state_info(opt, i, info));
+    hft_tensor *buf = whole ? whole[info->buffer] : NULL;
+    int64_t lo = 0;
+    if (!whole) HFT_TRY(hft_optimizer_state_buffer(opt, info->buffer, &buf, &lo));
+    if (!buf || lo != 0)
+        return hft_error(HFT_ESTATE,
+                         "optimizer state '%s': the optimizer is sharded and no gathered state "
+                         "was given",
+                         info->name);
+    *view = hft_tensor_alias(buf, info->offset, info->ndim, info->shape);
+    return *view ? HFT_OK : hft_error_status();
+}
+
+/* Values read from the file for named state i (host, its whole shape) into the optimizer: the part that
+ * lies in its shard (all of it when unsharded). */
+static hft_status state_store(hft_optimizer *opt, const hft_optim_state_info *info, hft_tensor *host) {
+    hft_tensor *buf;
+    int64_t lo;
+    HFT_TRY(hft_optimizer_state_buffer(opt, info->buffer, &buf, &lo));
+    if (!buf) return hft_error(HFT_ESTATE, "optimizer state '%s': no buffer", info->name);
+    int64_t n = hft_tensor_numel(host), hi = lo + hft_tensor_numel(buf);
+    int64_t start = info->offset > lo ? info->offset : lo;
+    int64_t end = info->offset + n < hi ? info->offset + n : hi;
+    if (end <= start) return HFT_OK; /* another rank's */
+    int64_t len = end - start;
+    hft_tensor *dst = hft_tensor_alias(buf, start - lo, 1, &len);
+    hft_tensor *src = dst ? hft_tensor_alias(host, start - info->offset, 1, &len) : NULL;
+    hft_status st = dst && src ? hft_tensor_copy(dst, src) : hft_error_status();
+    hft_tensor_free(src);
+    hft_tensor_free(dst);
+    return st;
+}
+
+hft_status train_state_save(const char *path, const train_state *s, hft_optimizer *opt,
+                            hft_tensor *const *whole) {
     quiet_hdf5();
     hid_t fapl = file_access();
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
@@ -170,20 +209,18 @@ hft_status train_state_save(const char *path, const train_state *s, hft_optimize
     H5Pset_create_intermediate_group(lcpl, 1);
     int n = hft_optimizer_state_count(opt);
     for (int i = 0; i < n && ok; i++) {
-        const char *name;
-        hft_tensor *t;
-        if (hft_optimizer_state(opt, i, &name, &t) != HFT_OK) {
-            st = hft_error_status();
+        hft_optim_state_info info;
+        hft_tensor *host = NULL, *t = NULL; /* state on a GPU is written from a host copy */
+        if ((st = state_view(opt, whole, i, &info, &t)) != HFT_OK ||
+            (t->device.type != HFT_CPU && !(host = hft_tensor_to(t, (hft_device){HFT_CPU, 0})))) {
+            if (st == HFT_OK) st = hft_error_status();
+            hft_tensor_free(t);
             ok = false;
             break;
         }
-        hft_tensor *host =
-            NULL; /* state on a GPU is written from a host copy: the same file as a CPU run's */
-        if (t->device.type != HFT_CPU && !(t = host = hft_tensor_to(t, (hft_device){HFT_CPU, 0}))) {
-            st = hft_error_status();
-            ok = false;
-            break;
-        }
+        const char *name = info.name;
+        hft_tensor *view = t;
+        if (host) t = host;
         hsize_t dims[HFT_MAX_DIMS];
         for (int d = 0; d < t->ndim; d++) dims[d] = (hsize_t)t->shape[d];
         hid_t space = t->ndim ? H5Screate_simple(t->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
@@ -196,6 +233,7 @@ hft_status train_state_save(const char *path, const train_state *s, hft_optimize
         H5Sclose(space);
         crc = crc_tensor(crc, name, t);
         hft_tensor_free(host);
+        hft_tensor_free(view);
     }
     if (ok && s->rank_positions) { /* not in the checksum: information, derived again on resume */
         hsize_t dims[1] = {(hsize_t)s->world_size};
@@ -282,12 +320,9 @@ hft_status train_state_load(const char *path, train_state *s, hft_optimizer *opt
     uLong crc = crc32(0L, (const Bytef *)text, (uInt)strlen(text));
     int n = hft_optimizer_state_count(opt);
     for (int i = 0; i < n && st == HFT_OK; i++) {
-        const char *name;
-        hft_tensor *t;
-        if (hft_optimizer_state(opt, i, &name, &t) != HFT_OK) {
-            st = hft_error_status();
-            break;
-        }
+        hft_optim_state_info info;
+        if ((st = hft_optimizer_state_info(opt, i, &info)) != HFT_OK) break;
+        const char *name = info.name;
         char dpath[600];
         snprintf(dpath, sizeof dpath, "optimizer/%s", name);
         hid_t ds = H5Dopen2(f, dpath, H5P_DEFAULT);
@@ -298,27 +333,25 @@ hft_status train_state_load(const char *path, train_state *s, hft_optimizer *opt
                            path, name);
             break;
         }
-        hid_t space = ds >= 0 ? H5Dget_space(ds) : -1;
+        hid_t space = H5Dget_space(ds);
         int nd = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
         hsize_t dims[HFT_MAX_DIMS] = {0};
         if (nd >= 0 && nd <= HFT_MAX_DIMS) H5Sget_simple_extent_dims(space, dims, NULL);
-        bool same = nd == t->ndim;
-        for (int d = 0; same && d < nd; d++) same = dims[d] == (hsize_t)t->shape[d];
+        bool same = nd == info.ndim;
+        for (int d = 0; same && d < nd; d++) same = dims[d] == (hsize_t)info.shape[d];
         if (!same)
             st = hft_error(HFT_EFORMAT, "%s: optimizer state '%s' has another shape than the model's", path,
                            name);
-        hft_tensor *host = NULL; /* state on a GPU is read into a host copy, then copied up */
-        if (st == HFT_OK && t->device.type != HFT_CPU &&
-            !(host = hft_tensor_new(t->dtype, t->ndim, t->shape)))
-            st = hft_error_status();
-        hft_tensor *into = host ? host : t;
+        /* read whole on the host (one tensor at a time), then the part this optimizer holds goes in */
+        hft_tensor *host = st == HFT_OK ? hft_tensor_new(HFT_F32, info.ndim, info.shape) : NULL;
+        if (st == HFT_OK && !host) st = hft_error_status();
         if (st == HFT_OK &&
-            H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, hft_tensor_data(into)) < 0)
+            H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, hft_tensor_data(host)) < 0)
             st = h5_fail(path, "cannot read optimizer state");
         if (space >= 0) H5Sclose(space);
-        if (ds >= 0) H5Dclose(ds);
-        if (st == HFT_OK) crc = crc_tensor(crc, name, into);
-        if (st == HFT_OK && host) st = hft_tensor_copy(t, host);
+        H5Dclose(ds);
+        if (st == HFT_OK) crc = crc_tensor(crc, name, host);
+        if (st == HFT_OK) st = state_store(opt, &info, host);
         hft_tensor_free(host);
     }
     char want[17] = "", got[17];

@@ -33,9 +33,14 @@ typedef struct train_state {
     const int64_t *rank_positions;
 } train_state;
 
-hft_status train_state_save(const char *path, const train_state *s, hft_optimizer *opt);
+/* The optimizer's state is written as whole named tensors: from its own buffers, or for a sharded (ZeRO-1)
+ * optimizer from `whole` (HFT_OPTIM_STATE_BUFFERS host tensors, its flat state buffers gathered from every
+ * rank; NULL otherwise), so that a sharded run writes the file an unsharded one does. */
+hft_status train_state_save(const char *path, const train_state *s, hft_optimizer *opt,
+                            hft_tensor *const *whole);
 /* Reads the state and the optimizer tensors (refusing a file whose checksum does not match, or whose
- * tensors do not match the optimizer's by name and shape). */
+ * tensors do not match the optimizer's by name and shape); a sharded optimizer takes its range of each,
+ * whatever the world size that wrote them. */
 hft_status train_state_load(const char *path, train_state *s, hft_optimizer *opt);
 /* Reads only the scalars (for choosing and checking a checkpoint before building anything). */
 hft_status train_state_peek(const char *path, train_state *s);

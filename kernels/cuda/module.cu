@@ -170,10 +170,19 @@ hft_status dev_mem_info(size_t *free_bytes, size_t *total_bytes) {
     return cuda_status(cudaMemGetInfo(free_bytes, total_bytes), "reading the device's memory");
 }
 
+void *dev_compute_stream(void) {
+#ifdef HFT_CUDA_EMULATE
+    return nullptr; // the emulator runs each kernel at once: nothing to order after
+#else
+    return ensure_stream() == HFT_OK ? (void *)st.stream : nullptr;
+#endif
+}
+
 const hft_device_api device_api = {
-    dev_count, dev_set,          dev_describe,          dev_alloc,
-    dev_free,  dev_alloc_pinned, dev_free_pinned,       dev_copy,
-    dev_zero,  dev_synchronize,  dev_set_deterministic, dev_mem_info,
+    dev_count,          dev_set,          dev_describe,          dev_alloc,
+    dev_free,           dev_alloc_pinned, dev_free_pinned,       dev_copy,
+    dev_zero,           dev_synchronize,  dev_set_deterministic, dev_mem_info,
+    dev_compute_stream,
 };
 
 hft_kernels table;
