@@ -282,10 +282,23 @@ static hft_status plan_state(hft_optimizer *o) {
 
 /* Allocates the state on first use (a step, or a checkpoint writing it back): zeros, as torch starts. */
 static hft_status ensure_state(hft_optimizer *o) {
+    /* one allocation holds every flat state buffer, each starting 256 bytes aligned as the first */
+    int64_t at[N_BUFS], total = 0;
+    bool missing = false;
     for (int b = 0; b < N_BUFS; b++) {
-        if (o->bufs[b] || !o->buf_numel[b]) continue;
-        o->bufs[b] = hft_tensor_new_on(o->device, HFT_F32, 1, (int64_t[]){o->buf_numel[b]});
-        if (!o->bufs[b]) return hft_error(HFT_ENOMEM, "optimizer: out of memory for its state");
+        at[b] = total;
+        total += (o->buf_numel[b] + 63) / 64 * 64;
+        missing |= o->buf_numel[b] && !o->bufs[b];
+    }
+    if (missing) {
+        hft_tensor *all = hft_tensor_new_on(o->device, HFT_F32, 1, &total);
+        if (!all) return hft_error(HFT_ENOMEM, "optimizer: out of memory for its state");
+        for (int b = 0; b < N_BUFS; b++)
+            if (o->buf_numel[b] && !(o->bufs[b] = hft_tensor_alias(all, at[b], 1, &o->buf_numel[b]))) {
+                hft_tensor_free(all);
+                return hft_error(HFT_ENOMEM, "optimizer: out of memory");
+            }
+        hft_tensor_free(all); /* the buffers hold its storage */
     }
     if (o->scratch_numel && !o->scratch) {
         o->scratch = hft_tensor_new(HFT_F32, 1, (int64_t[]){o->scratch_numel});
