@@ -2,8 +2,9 @@
 # hft-train with device: cuda, end to end: the tiny GPT-2 of tests/fixtures/recipes trained 10 steps on
 # the GPU logs the CPU run's losses; a GPU run resumed at step 5 ends with the same weights, bit for bit,
 # as the run never stopped; a checkpoint of either device resumes on the other; fp16 with its loss scaler
-# logs the CPU run's losses; what does not run on a GPU yet is refused by name. Runs on the CUDA module
-# that HFT_CUDA_MODULE names (ctest: the host emulator, and the real module under the gpu label).
+# logs the CPU run's losses; a LoRA run's merged export and its sample run on the CPU after training; what
+# does not run on a GPU yet is refused by name. Runs on the CUDA module that HFT_CUDA_MODULE names (ctest:
+# the host emulator, and the real module under the gpu label).
 # Usage: test_trainer_cuda.sh BUILD_DIR   (run from the repository root)
 set -eu
 bin="$1/trainer/hft-train"
@@ -68,11 +69,20 @@ losses "$work/gpu16" >"$work/gpu16.losses"
 losses "$work/cpu16" | cmp -s - "$work/gpu16.losses" || { echo "FAIL: fp16 on the GPU logs other losses"; exit 1; }
 echo "ok: fp16 on the GPU logs the CPU run's losses"
 
+# after training, merging a LoRA adapter and the sample run on the CPU: the model moves there
+run cuda "$work/merged" lora.r=4 lora.lora_alpha=8 lora.target_modules=[c_attn] lora.export=merged \
+    sample_tokens=5 >"$work/merged.log" 2>&1 || { cat "$work/merged.log"; exit 1; }
+grep -q "moved the model to the CPU to merge the LoRA adapter" "$work/merged.log" &&
+    grep -q "merged the LoRA adapter into the weights" "$work/merged.log" &&
+    test -f "$work/merged/model.safetensors" && grep -q "^sample (" "$work/merged.log" ||
+    { echo "FAIL: a GPU LoRA run's merged export and sample"; cat "$work/merged.log"; exit 1; }
+echo "ok: a GPU LoRA run ends with its adapter merged and a sample, on the CPU"
+
 # what does not run on a GPU yet is refused by name, before anything trains
-if run cuda "$work/sample" sample_tokens=5 >"$work/sample.log" 2>&1; then
-    echo "FAIL: sampling on the GPU was not refused"
+if run cuda "$work/sample" sample_tokens=5 sample_at_eval=true >"$work/sample.log" 2>&1; then
+    echo "FAIL: sampling at each evaluation on the GPU was not refused"
     exit 1
 fi
-grep -q "device cuda: sampling (sample_tokens) does not run on a GPU yet" "$work/sample.log" ||
-    { cat "$work/sample.log"; exit 1; }
-echo "ok: sampling on the GPU is refused by name"
+grep -q "device cuda: sampling at each evaluation (sample_at_eval; the sample after training runs) does not run on a GPU yet" \
+    "$work/sample.log" || { cat "$work/sample.log"; exit 1; }
+echo "ok: sampling at each evaluation on the GPU is refused by name"

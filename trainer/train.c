@@ -364,7 +364,8 @@ static hft_status resolve_device(trainer *t) {
         return hft_error(HFT_EDEVICE, "%s: device %s: this machine has %d GPU%s (cuda:0 .. cuda:%d)", w, dev,
                          n, n == 1 ? "" : "s", n - 1);
     }
-    const char *missing = r->sample_tokens > 0                 ? "sampling (sample_tokens)"
+    const char *missing = r->sample_tokens > 0 && r->sample_at_eval
+                              ? "sampling at each evaluation (sample_at_eval; the sample after training runs)"
                           : strcmp(r->optim, "adafactor") == 0 ? "Adafactor"
                                                                : NULL;
     if (missing) {
@@ -1073,7 +1074,14 @@ static hft_status finish(trainer *t, double train_loss_mean) {
                t->log.best_model_checkpoint);
         HFT_TRY(load_trained_weights(t, t->log.best_model_checkpoint));
     }
-    if (hft_model_has_adapter(t->model) && strcmp(r->lora_export, "merged") == 0) {
+    bool merge = hft_model_has_adapter(t->model) && strcmp(r->lora_export, "merged") == 0;
+    if (t->device.type != HFT_CPU && (merge || r->sample_tokens > 0)) {
+        /* training is over: what runs on the CPU only for now (merging, decoding) gets the model there */
+        HFT_TRY(hft_model_to_device(t->model, (hft_device){HFT_CPU, 0}));
+        printf("moved the model to the CPU to %s (%s on a GPU is not built yet)\n",
+               merge ? "merge the LoRA adapter" : "generate the sample", merge ? "merging" : "decoding");
+    }
+    if (merge) {
         HFT_TRY(hft_lora_merge(t->model)); /* lora.export: merged — the run's output is a plain model */
         printf("merged the LoRA adapter into the weights\n");
     }
@@ -1092,9 +1100,14 @@ static hft_status finish(trainer *t, double train_loss_mean) {
     t->log.global_step = t->global_step;
     HFT_TRY(logbook_write_state(&t->log, r->output_dir));
     printf("saved the %s to %s\n", hft_model_has_adapter(t->model) ? "LoRA adapter" : "model", r->output_dir);
-    if (r->sample_tokens > 0)
+    if (r->sample_tokens <= 0) return HFT_OK;
+    if (t->device.type == HFT_CPU)
         return print_sample(t->ctx, t->model, t->tok, r->sample_prompt, r->sample_tokens, t->seed);
-    return HFT_OK;
+    hft_ctx *cpu = hft_ctx_new(NULL); /* the training context is the GPU's */
+    if (!cpu) return hft_error(HFT_ENOMEM, "out of memory");
+    hft_status st = print_sample(cpu, t->model, t->tok, r->sample_prompt, r->sample_tokens, t->seed);
+    hft_ctx_free(cpu);
+    return st;
 }
 
 /* A stop asked of any rank (a signal) stops every rank after the same step: the flag travels in a
