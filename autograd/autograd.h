@@ -289,6 +289,9 @@ hft_status hft_paramset_add(hft_paramset *ps, const char *name, hft_tensor *valu
 /* Allocates the flat buffers, moves every trainable value into the values buffer (its tensor header stays,
  * so whoever holds it sees the move) and sets it to require grad. */
 hft_status hft_paramset_finalize(hft_paramset *ps, size_t bucket_bytes);
+/* The same with the flat buffers on `device`, wherever the trainable values are now: each is copied
+ * straight into its place there, so moving a model to a GPU holds its trainable values there once. */
+hft_status hft_paramset_finalize_on(hft_paramset *ps, size_t bucket_bytes, hft_device device);
 /* Undoes finalize (frees the gradients) so that parameters can be added and tags changed — what attaching
  * an adapter does to a loaded model — before finalizing again. */
 hft_status hft_paramset_reopen(hft_paramset *ps);

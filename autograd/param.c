@@ -91,18 +91,29 @@ static hft_status move_into_flat(hft_tensor *flat, hft_param *p, int64_t offset)
 
 hft_status hft_paramset_finalize(hft_paramset *ps, size_t bucket_bytes) {
     if (ps->finalized) return HFT_OK;
+    hft_device device = {HFT_CPU, 0}; /* the flat buffers live where the trainable values do */
+    bool first = true;
+    for (int i = 0; i < ps->n; i++) {
+        const hft_param *p = &ps->params[i];
+        if (p->tags & HFT_PARAM_FROZEN) continue;
+        if (first) device = p->value->device;
+        first = false;
+        if (p->value->device.type != device.type || p->value->device.index != device.index)
+            return hft_error(HFT_EINVAL, "parameter set: trainable '%s' is on another device than the others",
+                             p->name);
+    }
+    return hft_paramset_finalize_on(ps, bucket_bytes, device);
+}
+
+hft_status hft_paramset_finalize_on(hft_paramset *ps, size_t bucket_bytes, hft_device device) {
+    if (ps->finalized) return HFT_OK;
     int64_t total = 0;
-    hft_device device = {HFT_CPU, 0}; /* the flat buffer lives where the trainable values do */
     for (int i = 0; i < ps->n; i++) {
         const hft_param *p = &ps->params[i];
         if (p->tags & HFT_PARAM_FROZEN) continue;
         if (p->value->dtype != HFT_F32)
             return hft_error(HFT_EINVAL, "parameter set: trainable '%s' must be f32 (master weights), got %s",
                              p->name, hft_dtype_name(p->value->dtype));
-        if (total == 0) device = p->value->device;
-        if (p->value->device.type != device.type || p->value->device.index != device.index)
-            return hft_error(HFT_EINVAL, "parameter set: trainable '%s' is on another device than the others",
-                             p->name);
         total += hft_tensor_numel(p->value);
     }
     ps->trainable = total;

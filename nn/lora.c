@@ -332,8 +332,8 @@ hft_status nn_lora_attach(hft_model *m, const cJSON *given, const char *source, 
         }
     }
     HFT_TRY(build_json(m, a, given));
-    HFT_TRY(nn_params_to(m, device));
-    return hft_paramset_finalize(m->params, NN_BUCKET_BYTES);
+    HFT_TRY(nn_frozen_params_to(m, device));
+    return hft_paramset_finalize_on(m->params, NN_BUCKET_BYTES, device);
 }
 
 hft_status hft_lora_config_check(const char *config_json, const char *source) {

@@ -661,9 +661,10 @@ hft_status nn_tensor_move(hft_tensor *t, hft_device device) {
     return hft_tensor_adopt(t, c);
 }
 
-hft_status nn_params_to(hft_model *m, hft_device device) {
+hft_status nn_frozen_params_to(hft_model *m, hft_device device) {
     for (int i = 0; i < hft_paramset_count(m->params); i++) {
         hft_param *p = hft_paramset_get(m->params, i);
+        if (!(p->tags & HFT_PARAM_FROZEN)) continue; /* the trainable ones go with the flat buffer */
         hft_status st = nn_tensor_move(p->value, device);
         if (st != HFT_OK)
             return hft_error(st, "%s: moving '%s' to the device: %s", m->architecture, p->name,
@@ -672,13 +673,14 @@ hft_status nn_params_to(hft_model *m, hft_device device) {
     return HFT_OK;
 }
 
-/* The gradient views are dropped first (reopen) and made again on the device with the flat buffer. */
+/* The gradient views are dropped first (reopen) and made again on the device with the flat buffers, into
+ * which the trainable values are copied straight from where they are: the device holds them once. */
 hft_status hft_model_to_device(hft_model *m, hft_device device) {
     if (device.type != HFT_CPU && !hft_kernels_for(device.type))
         return hft_error(HFT_EDEVICE, "%s: no backend for device type %d is loaded (hft_cuda_load first)",
                          m->architecture, (int)device.type);
     HFT_TRY(hft_paramset_reopen(m->params));
-    HFT_TRY(nn_params_to(m, device));
+    HFT_TRY(nn_frozen_params_to(m, device));
     if (m->family->to_device) HFT_TRY(m->family->to_device(m, device));
-    return hft_paramset_finalize(m->params, NN_BUCKET_BYTES);
+    return hft_paramset_finalize_on(m->params, NN_BUCKET_BYTES, device);
 }

@@ -126,8 +126,9 @@ hft_tensor *nn_to_ctx(hft_ctx *ctx, hft_tensor *t);
 hft_batch nn_batch_to_ctx(hft_ctx *ctx, const hft_batch *b);
 /* A heap tensor's storage moved to `device` in place (header kept); nothing when it is there already. */
 hft_status nn_tensor_move(hft_tensor *t, hft_device device);
-/* Every parameter not on `device` moved there (the parameter set must not be finalized). */
-hft_status nn_params_to(hft_model *m, hft_device device);
+/* Every frozen parameter not on `device` moved there (the parameter set must not be finalized; the trainable
+ * ones go there with hft_paramset_finalize_on). */
+hft_status nn_frozen_params_to(hft_model *m, hft_device device);
 /* "hft_model_to_device" refusals of CPU-only features: HFT_EUNSUPPORTED naming `what` unless on the CPU. */
 hft_status nn_require_cpu(const hft_model *m, const char *what);
 
