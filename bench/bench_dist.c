@@ -1,7 +1,9 @@
 /* hft-train's speed-up from 1 to 2 ranks on this machine: GPT-2 small (124M) fine-tuned at the same global
  * batch (4 × 64 tokens), one process with every core against `mpirun -np 2` with the cores shared out
- * (batch 2 each, gradients all-reduced during backward). On a 2-core machine both runs have the same
- * compute; the figure shows what data parallelism costs here, not what it gains on a cluster. */
+ * (batch 2 each, gradients all-reduced during backward), and the same with ZeRO-1 (zero_stage 1: each rank
+ * keeps half the AdamW state; gradients reduced to their range's owner, parameters broadcast back). On a
+ * 2-core machine both runs have the same compute; the figure shows what data parallelism costs here, not
+ * what it gains on a cluster. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +17,8 @@
 enum { STEPS = 6, GLOBAL_BATCH = 4, SEQ = 64 };
 
 /* Runs hft-train and returns its train_runtime (seconds), or -1. */
-static double train(const char *launcher, const char *bin, const char *dir, int batch, const char *name) {
+static double train(const char *launcher, const char *bin, const char *dir, int batch, const char *name,
+                    const char *extra) {
     char cmd[2048], log[600];
     snprintf(log, sizeof log, "%s/%s.log", dir, name);
     snprintf(
@@ -23,8 +26,8 @@ static double train(const char *launcher, const char *bin, const char *dir, int 
         "%s %s recipes/gpt2_finetune.yaml model.path=%s/model data.train_file=/usr/share/common-licenses "
         "data.eval_file= eval_strategy=no load_best_model_at_end=false max_steps=%d "
         "per_device_train_batch_size=%d gradient_accumulation_steps=1 max_length=%d save_steps=100000 "
-        "logging_steps=100000 cache_dir= output_dir=%s/%s > %s 2>&1",
-        launcher, bin, dir, STEPS, batch, SEQ, dir, name, log);
+        "logging_steps=100000 cache_dir= output_dir=%s/%s %s > %s 2>&1",
+        launcher, bin, dir, STEPS, batch, SEQ, dir, name, extra, log);
     if (system(cmd) != 0) {
         fprintf(stderr, "bench_dist: hft-train failed; see %s\n", log);
         return -1;
@@ -53,11 +56,12 @@ int main(int argc, char **argv) {
            STEPS, GLOBAL_BATCH, SEQ, cores);
     char one[64];
     snprintf(one, sizeof one, "OMP_NUM_THREADS=%d", cores);
-    double t1 = train(one, bin, dir, GLOBAL_BATCH, "one");
-    double t2 = train("mpirun -np 2", bin, dir, GLOBAL_BATCH / 2, "two");
+    double t1 = train(one, bin, dir, GLOBAL_BATCH, "one", "");
+    double t2 = train("mpirun -np 2", bin, dir, GLOBAL_BATCH / 2, "two", "");
+    double tz = train("mpirun -np 2", bin, dir, GLOBAL_BATCH / 2, "zero", "zero_stage=1");
     snprintf(one, sizeof one, "OMP_NUM_THREADS=%d", cores / 2 > 0 ? cores / 2 : 1);
-    double th = train(one, bin, dir, GLOBAL_BATCH / 2, "half"); /* one rank's share, alone */
-    if (t1 <= 0 || t2 <= 0 || th <= 0) return 1;
+    double th = train(one, bin, dir, GLOBAL_BATCH / 2, "half", ""); /* one rank's share, alone */
+    if (t1 <= 0 || t2 <= 0 || th <= 0 || tz <= 0) return 1;
     double tokens = (double)STEPS * GLOBAL_BATCH * SEQ;
     printf("  1 process,  %d threads, batch %d:       %6.0f tokens/s (%.2f s/step)\n", cores, GLOBAL_BATCH,
            tokens / t1, t1 / STEPS);
@@ -69,6 +73,16 @@ int main(int argc, char **argv) {
            cores / 2 > 0 ? cores / 2 : 1, cores / 2 > 1 ? "s" : "", GLOBAL_BATCH / 2, th / STEPS,
            (t2 - th) / STEPS);
     printf("  speed-up from 1 to 2 ranks: %.2fx\n", t1 / t2);
+    printf(
+        "  2 ranks with ZeRO-1 (zero_stage 1):             %6.0f tokens/s (%.2f s/step), %.2fx the plain 2 "
+        "ranks' speed\n",
+        tokens / tz, tz / STEPS, t2 / tz);
+    snprintf(cmd, sizeof cmd,
+             "sed -n 's/.*this rank keeps and updates \\([0-9]*\\) of the \\([0-9]*\\) trainable.*/  AdamW "
+             "state per rank: \\1 of \\2 values (x 8 bytes)/p' %s/zero.log",
+             dir);
+    fflush(stdout);
+    if (system(cmd) != 0) printf("  (no ZeRO-1 plan in the log)\n");
     snprintf(cmd, sizeof cmd, "grep -h 'gradient all-reduce' %s/two.log | sed 's/^/  /'", dir);
     fflush(stdout);
     if (system(cmd) != 0) printf("  (no all-reduce figures in the log)\n");
