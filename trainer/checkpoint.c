@@ -150,7 +150,7 @@ hft_status checkpoint_write(const char *output_dir, int64_t step, const checkpoi
     if (st == HFT_OK) st = checkpoint_write_model(tmp, p->model, p->tokenizer_dir, p->model_dir);
     if (st == HFT_OK) {
         state = hft_path_join(tmp, "training_state.h5");
-        st = state ? train_state_save(state, p->state, p->optimizer, p->optimizer_whole)
+        st = state ? train_state_save(state, p->state, p->optimizer, p->optimizer_fetch)
                    : hft_error(HFT_ENOMEM, "out of memory");
     }
     if (st == HFT_OK) st = fs_fsync_path(state);

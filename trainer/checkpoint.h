@@ -19,7 +19,7 @@ typedef struct checkpoint_parts {
     const hft_recipe *recipe;
     const train_state *state;
     hft_optimizer *optimizer;
-    hft_tensor *const *optimizer_whole; /* sharded (ZeRO-1): its state gathered whole (train_state_save) */
+    const state_fetch *optimizer_fetch; /* sharded (ZeRO-1): where its named state comes from, else NULL */
     const logbook *log;
 } checkpoint_parts;
 

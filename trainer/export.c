@@ -14,7 +14,8 @@
 #include "trainer/trainer.h"
 
 static bool has_files(const char *dir, const char *a, const char *b, const char *b_alt) {
-    char *pa = hft_path_join(dir, a), *pb = hft_path_join(dir, b), *pc = b_alt ? hft_path_join(dir, b_alt) : NULL;
+    char *pa = hft_path_join(dir, a), *pb = hft_path_join(dir, b),
+         *pc = b_alt ? hft_path_join(dir, b_alt) : NULL;
     bool ok = pa && fs_exists(pa) && ((pb && fs_exists(pb)) || (pc && fs_exists(pc)));
     free(pa), free(pb), free(pc);
     return ok;
@@ -64,7 +65,9 @@ static const char *came_in(const char *dir) {
     train_state s;
     const char *name = NULL;
     if (path && fs_exists(path) && train_state_peek(path, &s) == HFT_OK)
-        name = strcmp(s.source_dtype, "bf16") == 0 ? "bfloat16" : strcmp(s.source_dtype, "f16") == 0 ? "float16" : NULL;
+        name = strcmp(s.source_dtype, "bf16") == 0  ? "bfloat16"
+               : strcmp(s.source_dtype, "f16") == 0 ? "float16"
+                                                    : NULL;
     free(path);
     return name;
 }
@@ -102,8 +105,10 @@ static hft_status export_adapter(const char *src, const char *out_dir, const hft
     if (st == HFT_OK && merge) st = hft_model_to_dtype(m, hft_model_matrix_dtype(m));
     if (st == HFT_OK && merge) st = convert(m, o);
     if (st == HFT_OK && !merge && o && o->dtype)
-        st = hft_error(HFT_EINVAL, "%s: --dtype applies to a model's weights; an adapter is written as trained "
-                       "(add --merge for a model)", src);
+        st = hft_error(HFT_EINVAL,
+                       "%s: --dtype applies to a model's weights; an adapter is written as trained "
+                       "(add --merge for a model)",
+                       src);
     if (st == HFT_OK) st = checkpoint_write_model(out_dir, m, src, merge ? base : NULL);
     if (st == HFT_OK)
         printf("exported %s (%s on %s) to %s%s\n", src, merge ? "LoRA adapter merged" : "LoRA adapter", base,

@@ -98,4 +98,3 @@ hft_status fs_copy_file(const char *from, const char *to) {
     }
     return hft_atomic_commit(&out);
 }
-

@@ -1,5 +1,6 @@
-/* hft-export CHECKPOINT_OR_RUN OUT_DIR [--merge] [--base DIR] [--dtype DTYPE]: writes a Hugging Face model folder that
- * transformers loads, or for a LoRA run the PEFT adapter folder (or, with --merge, the merged model). */
+/* hft-export CHECKPOINT_OR_RUN OUT_DIR [--merge] [--base DIR] [--dtype DTYPE]: writes a Hugging Face model
+ * folder that transformers loads, or for a LoRA run the PEFT adapter folder (or, with --merge, the merged
+ * model). */
 #include <stdio.h>
 #include <string.h>
 

@@ -53,12 +53,12 @@ typedef struct hft_recipe {
     int64_t seed, data_seed; /* data_seed -1: seed */
     double label_smoothing_factor;
     bool gradient_checkpointing, dataloader_drop_last;
-    bool full_determinism; /* GPU: deterministic kernels only (the CPU's always are) */
+    bool full_determinism;        /* GPU: deterministic kernels only (the CPU's always are) */
     char *resume_from_checkpoint; /* "": no; "true": the newest in output_dir; else a checkpoint folder */
     bool bf16, fp16;
-    char *model_dtype; /* model.dtype (torch_dtype): float32, bfloat16, float16, auto */
-    int64_t threads; /* 0: OMP_NUM_THREADS or all cores */
-    double ddp_timeout; /* seconds a collective waits for the other ranks */
+    char *model_dtype;        /* model.dtype (torch_dtype): float32, bfloat16, float16, auto */
+    int64_t threads;          /* 0: OMP_NUM_THREADS or all cores */
+    double ddp_timeout;       /* seconds a collective waits for the other ranks */
     double ddp_bucket_cap_mb; /* MiB of gradients an all-reduce bucket holds (torch DDP's bucket_cap_mb) */
     int64_t zero_stage; /* under mpirun: 1 shards the optimizer state over the ranks (ZeRO-1); 0 does not */
     /* lr_scheduler_kwargs (transformers' scheduler_specific_kwargs); NaN / INT64_MIN / "" when not given */
@@ -73,8 +73,9 @@ typedef struct hft_recipe {
     /* a sample generated at the end of training */
     char *sample_prompt;
     int64_t sample_tokens;
-    bool sample_at_eval; /* also at each evaluation, into output_dir/samples.jsonl */
-    char *sample_prompts; /* JSON array of strings: the prompts sampled at each evaluation (empty: sample_prompt) */
+    bool sample_at_eval;  /* also at each evaluation, into output_dir/samples.jsonl */
+    char *sample_prompts; /* JSON array of strings: the prompts sampled at each evaluation (empty:
+                             sample_prompt) */
     /* where each key was set: for the messages of checks made after parsing */
     int lines[160];
 } hft_recipe;

@@ -9,8 +9,8 @@
 
 /* The continuation of `prompt` (malloc'd text in *text): up to `tokens` tokens, fewer where the model's
  * positions end (*generated says how many). */
-hft_status generate_sample(hft_ctx *ctx, hft_model *m, const hft_tokenizer *tok, const char *prompt, int64_t tokens,
-                           uint64_t seed, char **text, int64_t *generated);
+hft_status generate_sample(hft_ctx *ctx, hft_model *m, const hft_tokenizer *tok, const char *prompt,
+                           int64_t tokens, uint64_t seed, char **text, int64_t *generated);
 hft_status print_sample(hft_ctx *ctx, hft_model *m, const hft_tokenizer *tok, const char *prompt,
                         int64_t tokens, uint64_t seed);
 

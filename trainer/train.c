@@ -916,44 +916,66 @@ static hft_status gather_rank_positions(trainer *t, int64_t *all) {
     return hft_dist_allgather(t->dist, &mine, all, sizeof mine, "gathering the ranks' data positions");
 }
 
-/* ZeRO-1: each flat state buffer's ranges, from every rank to rank 0's host (NULL on the others). */
-static hft_status gather_optimizer_state(trainer *t, hft_tensor **whole) {
-    int64_t n = hft_paramset_trainable_numel(hft_model_params(t->model));
-    for (int b = 0; b < HFT_OPTIM_STATE_BUFFERS; b++) {
-        hft_tensor *shard;
-        int64_t lo;
-        HFT_TRY(hft_optimizer_state_buffer(t->opt, b, &shard, &lo));
-        if (!shard) continue;
-        hft_tensor *host =
-            shard->device.type == HFT_CPU ? shard : hft_tensor_to(shard, (hft_device){HFT_CPU, 0});
-        if (!host) return hft_error_status();
-        if (t->main && !(whole[b] = hft_tensor_new(HFT_F32, 1, &n))) {
-            if (host != shard) hft_tensor_free(host);
-            return hft_error_status();
-        }
-        hft_status st = hft_dist_gather(t->dist, hft_tensor_data(host), hft_tensor_nbytes(host),
-                                        t->main ? hft_tensor_data(whole[b]) : NULL, 0,
-                                        "gathering the optimizer state (ZeRO-1) for a checkpoint");
-        if (host != shard) hft_tensor_free(host);
-        HFT_TRY(st);
+/* ZeRO-1: the named optimizer state *info describes, gathered whole into a new host tensor on rank 0 (*host;
+ * NULL on the other ranks), each rank sending the part that lies in its range. Every rank gathers every
+ * tensor, in order. */
+static hft_status gather_state(void *user, const hft_optim_state_info *info, hft_tensor **host) {
+    trainer *t = user;
+    hft_tensor *shard, *piece = NULL, *copy = NULL;
+    int64_t lo, numel = 1;
+    *host = NULL;
+    for (int d = 0; d < info->ndim; d++) numel *= info->shape[d];
+    HFT_TRY(hft_optimizer_state_buffer(t->opt, info->buffer, &shard, &lo));
+    if (!shard) return hft_error(HFT_ESTATE, "optimizer state '%s': no buffer", info->name);
+    int64_t start = info->offset > lo ? info->offset : lo;
+    int64_t end = info->offset + numel < lo + hft_tensor_numel(shard) ? info->offset + numel
+                                                                      : lo + hft_tensor_numel(shard);
+    int64_t n = end > start ? end - start : 0;
+    hft_status st = HFT_OK;
+    if (n > 0 &&
+        (!(piece = hft_tensor_alias(shard, start - lo, 1, &n)) ||
+         (piece->device.type != HFT_CPU && !(copy = hft_tensor_to(piece, (hft_device){HFT_CPU, 0})))))
+        st = hft_error_status();
+    if (st == HFT_OK && t->main && !(*host = hft_tensor_new(HFT_F32, info->ndim, info->shape)))
+        st = hft_error_status();
+    char what[600];
+    snprintf(what, sizeof what, "gathering the optimizer state '%s' (ZeRO-1) for a checkpoint", info->name);
+    const hft_tensor *src = copy ? copy : piece;
+    if (st == HFT_OK)
+        st = hft_dist_gather(t->dist, src ? hft_tensor_data(src) : NULL, (size_t)n * sizeof(float),
+                             t->main ? hft_tensor_data(*host) : NULL, 0, what);
+    hft_tensor_free(copy);
+    hft_tensor_free(piece);
+    if (st != HFT_OK) {
+        hft_tensor_free(*host);
+        *host = NULL;
+    }
+    return st;
+}
+
+/* The ranks other than 0 while it writes a ZeRO-1 checkpoint: their part of each tensor's gather. */
+static hft_status serve_state_gathers(trainer *t) {
+    for (int i = 0; i < hft_optimizer_state_count(t->opt); i++) {
+        hft_optim_state_info info;
+        hft_tensor *none = NULL;
+        HFT_TRY(hft_optimizer_state_info(t->opt, i, &info));
+        HFT_TRY(gather_state(t, &info, &none));
     }
     return HFT_OK;
 }
 
-static hft_status write_checkpoint(trainer *t, const int64_t *positions, hft_tensor *const *whole);
+static hft_status write_checkpoint(trainer *t, const int64_t *positions);
 
 static hft_status save(trainer *t) {
     int64_t positions[4096];
     if (t->world > 4096) return hft_error(HFT_EUNSUPPORTED, "checkpoints of more than 4096 ranks");
     if (t->dist) HFT_TRY(gather_rank_positions(t, positions));
-    hft_tensor *whole[HFT_OPTIM_STATE_BUFFERS] = {NULL};
-    hft_status st = t->zero ? gather_optimizer_state(t, whole) : HFT_OK;
-    if (st == HFT_OK && t->main) st = write_checkpoint(t, positions, t->zero ? whole : NULL);
-    for (int b = 0; b < HFT_OPTIM_STATE_BUFFERS; b++) hft_tensor_free(whole[b]);
-    return st;
+    if (!t->main) return t->zero ? serve_state_gathers(t) : HFT_OK; /* rank 0 writes */
+    return write_checkpoint(t, positions);
 }
 
-static hft_status write_checkpoint(trainer *t, const int64_t *positions, hft_tensor *const *whole) {
+static hft_status write_checkpoint(trainer *t, const int64_t *positions) {
+    state_fetch fetch = {gather_state, t};
     train_state s = {.global_step = t->global_step,
                      .epoch = t->log.epoch,
                      .cursor = t->cursor,
@@ -980,7 +1002,7 @@ static hft_status write_checkpoint(trainer *t, const int64_t *positions, hft_ten
                               .recipe = t->r,
                               .state = &s,
                               .optimizer = t->opt,
-                              .optimizer_whole = whole,
+                              .optimizer_fetch = t->zero ? &fetch : NULL,
                               .log = &t->log};
     char *path = NULL;
     HFT_TRY(checkpoint_write(t->r->output_dir, t->global_step, &parts, &path));

@@ -144,22 +144,21 @@ static uLong crc_tensor(uLong crc, const char *name, const hft_tensor *t) {
     return crc;
 }
 
-/* Named state i as a view of its flat buffer: `whole`'s when given (a sharded run's state gathered on the
- * host), else the optimizer's own (unsharded: the buffer is whole). Free the view. */
-static hft_status state_view(hft_optimizer *opt, hft_tensor *const *whole, int i, hft_optim_state_info *info,
-                             hft_tensor **view) {
-    *view = NULL;
+/* Named state i as a view of the optimizer's own flat buffer (unsharded: the buffer is whole), or fetched
+ * whole from the ranks (sharded). Free it. */
+static hft_status state_values(hft_optimizer *opt, const state_fetch *fetch, int i,
+                               hft_optim_state_info *info, hft_tensor **out) {
+    *out = NULL;
     HFT_TRY(hft_optimizer_state_info(opt, i, info));
-    hft_tensor *buf = whole ? whole[info->buffer] : NULL;
+    if (fetch) return fetch->values(fetch->user, info, out);
+    hft_tensor *buf;
     int64_t lo = 0;
-    if (!whole) HFT_TRY(hft_optimizer_state_buffer(opt, info->buffer, &buf, &lo));
+    HFT_TRY(hft_optimizer_state_buffer(opt, info->buffer, &buf, &lo));
     if (!buf || lo != 0)
-        return hft_error(HFT_ESTATE,
-                         "optimizer state '%s': the optimizer is sharded and no gathered state "
-                         "was given",
+        return hft_error(HFT_ESTATE, "optimizer state '%s': the optimizer is sharded and nothing gathers it",
                          info->name);
-    *view = hft_tensor_alias(buf, info->offset, info->ndim, info->shape);
-    return *view ? HFT_OK : hft_error_status();
+    *out = hft_tensor_alias(buf, info->offset, info->ndim, info->shape);
+    return *out ? HFT_OK : hft_error_status();
 }
 
 /* Values read from the file for named state i (host, its whole shape) into the optimizer: the part that
@@ -183,7 +182,7 @@ static hft_status state_store(hft_optimizer *opt, const hft_optim_state_info *in
 }
 
 hft_status train_state_save(const char *path, const train_state *s, hft_optimizer *opt,
-                            hft_tensor *const *whole) {
+                            const state_fetch *fetch) {
     quiet_hdf5();
     hid_t fapl = file_access();
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
@@ -211,7 +210,7 @@ hft_status train_state_save(const char *path, const train_state *s, hft_optimize
     for (int i = 0; i < n && ok; i++) {
         hft_optim_state_info info;
         hft_tensor *host = NULL, *t = NULL; /* state on a GPU is written from a host copy */
-        if ((st = state_view(opt, whole, i, &info, &t)) != HFT_OK ||
+        if ((st = state_values(opt, fetch, i, &info, &t)) != HFT_OK ||
             (t->device.type != HFT_CPU && !(host = hft_tensor_to(t, (hft_device){HFT_CPU, 0})))) {
             if (st == HFT_OK) st = hft_error_status();
             hft_tensor_free(t);

@@ -24,20 +24,28 @@ typedef struct train_state {
     int64_t scaler_growth_tracker, skipped_steps;
     char model_fingerprint[33];   /* hex of a hash of the architecture and every parameter's name and shape */
     char recipe_fingerprint[128]; /* the recipe values a resume must keep: "batch=8 accum=4 max_length=512" */
-    char base_digest[33]; /* training an adapter: hft_model_weights_digest of the frozen base; else "" */
-    char source_dtype[16]; /* hft_dtype_name of the dtype the model came in ("f32", "bf16", "f16"): hft-export's
-                            * default for a checkpoint; "" in older checkpoints */
+    char base_digest[33];  /* training an adapter: hft_model_weights_digest of the frozen base; else "" */
+    char source_dtype[16]; /* hft_dtype_name of the dtype the model came in ("f32", "bf16", "f16"):
+                            * hft-export's default for a checkpoint; "" in older checkpoints */
     /* writing: each rank's next sample (global index: epoch × size + position in the epoch's order), which
      * with the counter-based RNG keyed on sample indices is all of a rank's data and RNG state; NULL for one
      * process. Reading leaves it NULL (train_state_rank_positions reads it). */
     const int64_t *rank_positions;
 } train_state;
 
-/* The optimizer's state is written as whole named tensors: from its own buffers, or for a sharded (ZeRO-1)
- * optimizer from `whole` (HFT_OPTIM_STATE_BUFFERS host tensors, its flat state buffers gathered from every
- * rank; NULL otherwise), so that a sharded run writes the file an unsharded one does. */
+/* Where a sharded (ZeRO-1) optimizer's named state comes from when a checkpoint is written: each tensor
+ * whole on the host, gathered from the ranks' ranges (every rank takes part in each gather, in order). */
+typedef struct state_fetch {
+    /* the named state *info describes as a new host f32 tensor of its shape, which the caller frees */
+    hft_status (*values)(void *user, const hft_optim_state_info *info, hft_tensor **host);
+    void *user;
+} state_fetch;
+
+/* The optimizer's state is written as whole named tensors, one at a time: from its own buffers, or, for a
+ * sharded optimizer, from `fetch` (NULL otherwise), so that a sharded run writes the file an unsharded one
+ * does while holding no more than one tensor of it at once. */
 hft_status train_state_save(const char *path, const train_state *s, hft_optimizer *opt,
-                            hft_tensor *const *whole);
+                            const state_fetch *fetch);
 /* Reads the state and the optimizer tensors (refusing a file whose checksum does not match, or whose
  * tensors do not match the optimizer's by name and shape); a sharded optimizer takes its range of each,
  * whatever the world size that wrote them. */
