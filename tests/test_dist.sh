@@ -137,11 +137,17 @@ two output_dir="$work/z2" per_device_train_batch_size=2 save_steps=3 zero_stage=
 grep -q "ZeRO-1: the optimizer state is sharded, this rank keeps and updates" "$work/z2.log" ||
     fail "the plan names ZeRO-1"
 same "ZeRO-1 2 ranks = plain 2 ranks" "$work/r" "$work/z2" model.safetensors 0
-b="ddp_bucket_cap_mb=0.05" # 4 buckets of the 0.56 MiB of gradients, cut by 3 ranges
+b="ddp_bucket_cap_mb=0.05 max_grad_norm=0.5" # 4 buckets cut by 3 ranges; every step clipped (norms ~1)
 three output_dir="$work/p3" per_device_train_batch_size=2 $b cache_dir= > /dev/null
 three output_dir="$work/z3" per_device_train_batch_size=2 zero_stage=1 $b cache_dir= > "$work/z3.log"
 grep -q "in 4 buckets during backward" "$work/z3.log" || fail "4 buckets: $(grep -m1 bucket "$work/z3.log")"
 same "ZeRO-1 3 ranks = plain 3 ranks" "$work/p3" "$work/z3" model.safetensors 1e-6
+two $l output_dir="$work/zl" per_device_train_batch_size=2 zero_stage=1 > /dev/null
+same "ZeRO-1 with LoRA = plain, 2 ranks" "$work/l2" "$work/zl" adapter_model.safetensors 0
+two output_dir="$work/f2" per_device_train_batch_size=2 fp16=true cache_dir= > /dev/null
+two output_dir="$work/zf" per_device_train_batch_size=2 fp16=true zero_stage=1 cache_dir= > /dev/null
+same "ZeRO-1 with fp16 (the ranks' inf checks combined) = plain, 2 ranks" "$work/f2" "$work/zf" \
+    model.safetensors 0
 
 current="ZeRO-1 checkpoints: resume exact when sharded alike, and at other world sizes, sharded or not"
 echo "== $current"
