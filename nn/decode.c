@@ -1,6 +1,6 @@
-/* Incremental decoding: a KV cache per layer, allocated once for a batch and a length, and the forward
- * pass of new tokens that attends to every cached one (causal attention aligns its mask bottom-right, so
- * the new queries see all earlier keys). */
+/* Incremental decoding: a KV cache per layer, allocated once for a batch and a length on the model's
+ * device, and the forward pass of new tokens that attends to every cached one (causal attention aligns its
+ * mask bottom-right, so the new queries see all earlier keys). */
 #include "nn/nn_internal.h"
 
 #include <stdlib.h>
@@ -10,7 +10,6 @@ hft_status hft_kv_cache_new(const hft_model *m, int64_t batch, int64_t max_len, 
     if (!m->family->kv_shape || m->task != HFT_TASK_CAUSAL_LM)
         return hft_error(HFT_EUNSUPPORTED, "%s: incremental decoding is for causal language models",
                          m->architecture);
-    HFT_TRY(nn_require_cpu(m, "incremental decoding (the KV cache, generate)"));
     if (batch < 1 || max_len < 1)
         return hft_error(HFT_EINVAL, "KV cache of %lld rows x %lld tokens; expected at least 1 x 1",
                          (long long)batch, (long long)max_len);
@@ -24,9 +23,10 @@ hft_status hft_kv_cache_new(const hft_model *m, int64_t batch, int64_t max_len, 
     c->k = calloc((size_t)m->n_layers, sizeof *c->k);
     c->v = calloc((size_t)m->n_layers, sizeof *c->v);
     bool ok = c->k && c->v;
+    hft_device dev = hft_model_device(m); /* the cache lives with the model, on a GPU too */
     for (int l = 0; l < m->n_layers && ok; l++) {
-        c->k[l] = hft_tensor_new(HFT_F32, 4, (int64_t[]){batch, max_len, heads, dim});
-        c->v[l] = hft_tensor_new(HFT_F32, 4, (int64_t[]){batch, max_len, heads, dim});
+        c->k[l] = hft_tensor_new_on(dev, HFT_F32, 4, (int64_t[]){batch, max_len, heads, dim});
+        c->v[l] = hft_tensor_new_on(dev, HFT_F32, 4, (int64_t[]){batch, max_len, heads, dim});
         ok = c->k[l] && c->v[l];
     }
     if (!ok) {

@@ -158,6 +158,19 @@ hft_status hft_perplexity(hft_ctx *ctx, hft_model *m, const int64_t *ids, int64_
 
 /* Rows of prompts left-padded to one length, decoded together with one KV cache (one row is a batch of
  * one, with no padding); on_token, when given, hears each new token of row 0 and can stop the generation. */
+/* One row of scores (V logits from `at`, in `logits`' memory) into host memory: read back from a device. */
+static hft_status read_scores(const hft_tensor *logits, const float *at, float *s, int64_t V) {
+    if (logits->device.type == HFT_CPU) {
+        memcpy(s, at, sizeof *s * (size_t)V);
+        return HFT_OK;
+    }
+    hft_status st =
+        hft_kernels_for(logits->device.type)->dev->copy(s, at, sizeof *s * (size_t)V, HFT_COPY_D2H);
+    return st == HFT_OK
+               ? HFT_OK
+               : hft_error(st, "generate: reading the logits from the device: %s", hft_error_message());
+}
+
 static hft_status generate_rows(hft_ctx *ctx, hft_model *m, const int64_t *const *prompts,
                                 const int64_t *lengths, int rows, int64_t pad_id,
                                 const hft_generate_options *o, int64_t *out, int64_t *n_out,
@@ -185,8 +198,9 @@ static hft_status generate_rows(hft_ctx *ctx, hft_model *m, const int64_t *const
             *pos = malloc(sizeof *pos * R * (size_t)L), *seen = malloc(sizeof *seen * R * (size_t)(L + K)),
             *n_seen = calloc(R, sizeof *n_seen), *order = malloc(sizeof *order * (size_t)V);
     float *s = malloc(sizeof *s * (size_t)V);
+    int64_t *mask_now = malloc(sizeof *mask_now * R * (size_t)(L + K));
     bool *done = calloc(R, sizeof *done);
-    hft_status st = ids && mask && pos && seen && n_seen && order && s && done
+    hft_status st = ids && mask && mask_now && pos && seen && n_seen && order && s && done
                         ? HFT_OK
                         : hft_error(HFT_ENOMEM, "out of memory");
     for (int r = 0; r < rows && st == HFT_OK; r++) { /* left padding; positions count the real tokens */
@@ -202,13 +216,12 @@ static hft_status generate_rows(hft_ctx *ctx, hft_model *m, const int64_t *const
     int64_t T = L, len = 0;
     for (int64_t i = 0; i < K && st == HFT_OK; i++) {
         len += T;
+        for (int r = 0; r < rows; r++) /* the mask so far, rows packed (made on the host: a GPU's too) */
+            memcpy(mask_now + (size_t)r * (size_t)len, mask + (size_t)r * (size_t)(L + K),
+                   sizeof *mask * (size_t)len);
         hft_tensor *x = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){rows, T}, ids);
-        hft_tensor *mk = hft_empty(ctx, HFT_I64, 2, (int64_t[]){rows, len});
+        hft_tensor *mk = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){rows, len}, mask_now);
         hft_tensor *ps = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){rows, T}, pos);
-        if (mk)
-            for (int r = 0; r < rows; r++)
-                for (int64_t t = 0; t < len; t++)
-                    ((int64_t *)hft_tensor_data(mk))[r * len + t] = mask[r * (L + K) + t];
         hft_tensor *logits = x && mk && ps ? hft_model_decode_masked(ctx, m, cache, x, mk, ps) : NULL;
         if (!logits) {
             st = hft_error(hft_ctx_status(ctx), "generate: %s", hft_ctx_error(ctx));
@@ -216,8 +229,8 @@ static hft_status generate_rows(hft_ctx *ctx, hft_model *m, const int64_t *const
         }
         bool all_done = true;
         for (int r = 0; r < rows; r++) {
-            memcpy(s, (const float *)hft_tensor_data(logits) + ((int64_t)r * T + T - 1) * V,
-                   sizeof *s * (size_t)V);
+            const float *last = (const float *)hft_tensor_data(logits) + ((int64_t)r * T + T - 1) * V;
+            if ((st = read_scores(logits, last, s, V)) != HFT_OK) break;
             int64_t next = pad_id;
             if (!done[r]) { /* a finished row goes on with padding, as generate's unfinished_sequences */
                 process(s, V, seen + (size_t)r * (size_t)(L + K), n_seen[r], o, order);
@@ -232,12 +245,14 @@ static hft_status generate_rows(hft_ctx *ctx, hft_model *m, const int64_t *const
             pos[r] = pos[r * T + T - 1] + 1;
         }
         hft_ctx_reset(ctx);
+        if (st != HFT_OK) break;
         T = 1;
         if (on_token && !on_token(out[n_out[0] - 1], user))
             break; /* before the end token stops it, as it hears that too */
         if (all_done) break;
     }
-    free(ids), free(mask), free(pos), free(seen), free(n_seen), free(order), free(s), free(done);
+    free(ids), free(mask), free(mask_now), free(pos), free(seen), free(n_seen), free(order), free(s),
+        free(done);
     hft_kv_cache_free(cache);
     return st;
 }

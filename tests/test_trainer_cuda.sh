@@ -69,20 +69,42 @@ losses "$work/gpu16" >"$work/gpu16.losses"
 losses "$work/cpu16" | cmp -s - "$work/gpu16.losses" || { echo "FAIL: fp16 on the GPU logs other losses"; exit 1; }
 echo "ok: fp16 on the GPU logs the CPU run's losses"
 
-# after training, merging a LoRA adapter and the sample run on the CPU: the model moves there
+# after training, merging a LoRA adapter runs on the CPU: the model moves there (and samples there)
 run cuda "$work/merged" lora.r=4 lora.lora_alpha=8 lora.target_modules=[c_attn] lora.export=merged \
     sample_tokens=5 >"$work/merged.log" 2>&1 || { cat "$work/merged.log"; exit 1; }
 grep -q "moved the model to the CPU to merge the LoRA adapter" "$work/merged.log" &&
     grep -q "merged the LoRA adapter into the weights" "$work/merged.log" &&
     test -f "$work/merged/model.safetensors" && grep -q "^sample (" "$work/merged.log" ||
     { echo "FAIL: a GPU LoRA run's merged export and sample"; cat "$work/merged.log"; exit 1; }
-echo "ok: a GPU LoRA run ends with its adapter merged and a sample, on the CPU"
+echo "ok: a GPU LoRA run ends with its adapter merged, on the CPU"
+
+# decoding on the GPU: samples at each evaluation and after training, and hft-generate --device cuda
+# continues a prompt as the CPU does (greedy) and measures the same perplexity
+run cuda "$work/sampled" sample_tokens=5 sample_at_eval=true data.eval_file=$fx/valid.txt eval_strategy=steps \
+    eval_steps=5 >"$work/sampled.log" 2>&1 || { cat "$work/sampled.log"; exit 1; }
+grep -q "^sample at step 5: " "$work/sampled.log" && grep -q "^sample (" "$work/sampled.log" ||
+    { echo "FAIL: samples on the GPU"; cat "$work/sampled.log"; exit 1; }
+gen="$1/trainer/hft-generate" lm="$work/lm" # a model folder with its tokenizer (the runs above use bytes)
+"$bin" recipes/scratch_gpt.yaml model.config=$fx/llama-tiny.json tokenizer.path=tests/fixtures/tokenizers/sentencepiece_bpe \
+    data.train_file=$fx/train.txt output_dir="$lm" max_steps=30 save_steps=1000 sample_tokens=0 max_length=64 \
+    cache_dir= device=cpu >"$work/lm.log" 2>&1 || { cat "$work/lm.log"; exit 1; }
+"$gen" "$lm" --prompt "The" max_new_tokens=16 >"$work/gen-cpu.txt" 2>"$work/gen-cpu.log" ||
+    { cat "$work/gen-cpu.log"; exit 1; }
+"$gen" "$lm" --prompt "The" max_new_tokens=16 --device cuda >"$work/gen-gpu.txt" 2>"$work/gen-gpu.log" ||
+    { cat "$work/gen-gpu.log"; exit 1; }
+cmp -s "$work/gen-cpu.txt" "$work/gen-gpu.txt" ||
+    { echo "FAIL: hft-generate on the GPU continues otherwise"; cat "$work/gen-cpu.txt" "$work/gen-gpu.txt"; exit 1; }
+"$gen" "$lm" --perplexity $fx/valid.txt | sed 's/.*perplexity \([0-9.]*\).*/\1/' >"$work/ppl-cpu.txt"
+"$gen" "$lm" --perplexity $fx/valid.txt --device cuda | sed 's/.*perplexity \([0-9.]*\).*/\1/' >"$work/ppl-gpu.txt"
+awk -v a="$(cat "$work/ppl-cpu.txt")" -v b="$(cat "$work/ppl-gpu.txt")" \
+    'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 0 && d <= 1e-5 * a) }' ||
+    { echo "FAIL: perplexity on the GPU $(cat "$work/ppl-gpu.txt"), on the CPU $(cat "$work/ppl-cpu.txt")"; exit 1; }
+echo "ok: samples during and after training on the GPU; hft-generate --device cuda = the CPU (text, perplexity)"
 
 # what does not run on a GPU yet is refused by name, before anything trains
-if run cuda "$work/sample" sample_tokens=5 sample_at_eval=true >"$work/sample.log" 2>&1; then
-    echo "FAIL: sampling at each evaluation on the GPU was not refused"
+if run cuda "$work/ada" optim=adafactor >"$work/ada.log" 2>&1; then
+    echo "FAIL: Adafactor on the GPU was not refused"
     exit 1
 fi
-grep -q "device cuda: sampling at each evaluation (sample_at_eval; the sample after training runs) does not run on a GPU yet" \
-    "$work/sample.log" || { cat "$work/sample.log"; exit 1; }
-echo "ok: sampling at each evaluation on the GPU is refused by name"
+grep -q "device cuda: Adafactor does not run on a GPU yet" "$work/ada.log" || { cat "$work/ada.log"; exit 1; }
+echo "ok: Adafactor on the GPU is refused by name"

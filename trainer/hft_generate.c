@@ -1,8 +1,8 @@
 /* hft-generate MODEL_DIR_OR_CHECKPOINT [--prompt TEXT | --file PROMPTS.jsonl | --perplexity TEXT_FILE]
- * [--base DIR] [key=value ...]: continues a prompt with a model folder, a run's checkpoint or a LoRA adapter
- * on its base, streaming the text as it comes and saying the speed; or answers a JSONL file of prompts with
- * JSONL; or measures a text's perplexity with transformers' sliding window. Decoding settings come from the
- * folder's generation_config.json, then from key=value. */
+ * [--base DIR] [--device cpu|cuda|cuda:N] [key=value ...]: continues a prompt with a model folder, a run's
+ * checkpoint or a LoRA adapter on its base, streaming the text as it comes and saying the speed; or answers
+ * a JSONL file of prompts with JSONL; or measures a text's perplexity with transformers' sliding window, on
+ * the CPU or a GPU. Decoding settings come from the folder's generation_config.json, then from key=value. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +19,10 @@ static int usage(void) {
     fprintf(
         stderr,
         "usage: hft-generate MODEL_DIR_OR_CHECKPOINT [--prompt TEXT | --file PROMPTS.jsonl |\n"
-        "                    --perplexity TEXT_FILE] [--chat] [--base BASE_DIR] [key=value ...]\n"
+        "                    --perplexity TEXT_FILE] [--chat] [--base BASE_DIR] [--device DEV] [key=value "
+        "...]\n"
+        "  --device: cpu (the default), cuda or cuda:N: the model, its KV cache and every forward pass "
+        "there\n"
         "  --chat: the prompt is a user message (in --file, a row may give \"messages\"), rendered with the\n"
         "  tokenizer's chat template and its generation prompt\n"
         "  keys (transformers' names; defaults from generation_config.json): max_new_tokens, do_sample,\n"
@@ -138,6 +141,27 @@ static bool set_key(hft_generate_options *o, const char *kv) {
     return true;
 }
 
+/* --device: where the model, the KV cache and the forward passes run; contexts are made for it. */
+static hft_device device = {HFT_CPU, 0};
+
+static hft_ctx *new_ctx(void) {
+    return hft_ctx_new(&(hft_ctx_options){.device = device});
+}
+
+static hft_status use_device(const char *name, hft_model *m) {
+    if (strcmp(name, "cpu") == 0) return HFT_OK;
+    if (strncmp(name, "cuda", 4) != 0 || (name[4] && name[4] != ':'))
+        return hft_error(HFT_EINVAL, "--device %s: expected cpu, cuda or cuda:N", name);
+    const hft_kernels *k = hft_cuda_load();
+    if (!k) return hft_error(hft_error_status(), "--device %s: %s", name, hft_error_message());
+    int index = name[4] == ':' ? atoi(name + 5) : 0, n = k->dev->device_count();
+    if (index < 0 || index >= n)
+        return hft_error(HFT_EDEVICE, "--device %s: this machine has %d GPU%s", name, n, n == 1 ? "" : "s");
+    HFT_TRY(k->dev->set_device(index));
+    device = (hft_device){HFT_CUDA, index};
+    return hft_model_to_device(m, device);
+}
+
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -249,7 +273,7 @@ static hft_status perplexity(hft_model *m, const hft_tokenizer *tok, const char 
     int64_t max_length = ppl_max_length ? ppl_max_length : hft_model_max_positions(m);
     if (max_length <= 0) max_length = 1024;
     int64_t stride = ppl_stride < max_length ? ppl_stride : max_length;
-    hft_ctx *ctx = st == HFT_OK ? hft_ctx_new(NULL) : NULL;
+    hft_ctx *ctx = st == HFT_OK ? new_ctx() : NULL;
     double ppl = 0;
     if (ctx) st = hft_perplexity(ctx, m, ids, n, max_length, stride, &ppl, &tokens);
     if (st == HFT_OK)
@@ -317,7 +341,7 @@ static hft_status answer_file(hft_model *m, const hft_tokenizer *tok, const char
     char *line = NULL;
     size_t cap = 0;
     long no = 0;
-    hft_ctx *ctx = hft_ctx_new(NULL);
+    hft_ctx *ctx = new_ctx();
     hft_status st = ctx ? HFT_OK : hft_error_status();
     file_row rows[FILE_BATCH];
     int n_rows = 0;
@@ -359,7 +383,7 @@ static hft_status answer_file(hft_model *m, const hft_tokenizer *tok, const char
 }
 
 int main(int argc, char **argv) {
-    const char *dir = NULL, *prompt = "", *base = NULL, *file = NULL, *ppl_file = NULL;
+    const char *dir = NULL, *prompt = "", *base = NULL, *file = NULL, *ppl_file = NULL, *device_name = "cpu";
     hft_generate_options o = hft_generate_defaults();
     int64_t eos[8];
     int n_eos = 0;
@@ -376,6 +400,8 @@ int main(int argc, char **argv) {
             chat = true;
         else if (strcmp(argv[i], "--base") == 0 && i + 1 < argc)
             base = argv[++i];
+        else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
+            device_name = argv[++i];
         else if (!dir && argv[i][0] != '-' && fs_is_dir(argv[i]))
             dir = argv[i];
         else if (strchr(argv[i], '=') && n_keys < 64)
@@ -390,7 +416,7 @@ int main(int argc, char **argv) {
     hft_tokenizer *tok = NULL;
     char *tok_dir = NULL;
     if (hft_runtime_init() != HFT_OK || load(dir, base, &m, &tok_dir) != HFT_OK ||
-        hft_tokenizer_load(tok_dir, &tok) != HFT_OK) {
+        use_device(device_name, m) != HFT_OK || hft_tokenizer_load(tok_dir, &tok) != HFT_OK) {
         fprintf(stderr, "hft-generate: %s\n", hft_error_message());
         return 1;
     }
@@ -416,7 +442,7 @@ int main(int argc, char **argv) {
     int64_t *ids = NULL, n = 0, *out = malloc(sizeof *out * (size_t)(o.max_new_tokens + 1));
     hft_status st = prompt_ids(tok, prompt, NULL, &ids, &n);
     stream s = {.tok = tok, .ids = malloc(sizeof(int32_t) * (size_t)(o.max_new_tokens + 1))};
-    hft_ctx *ctx = st == HFT_OK ? hft_ctx_new(NULL) : NULL;
+    hft_ctx *ctx = st == HFT_OK ? new_ctx() : NULL;
     int64_t n_out = 0;
     double t0 = now();
     if (!chat) fputs(prompt, stdout); /* a chat answer is printed by itself */

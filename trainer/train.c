@@ -364,10 +364,7 @@ static hft_status resolve_device(trainer *t) {
         return hft_error(HFT_EDEVICE, "%s: device %s: this machine has %d GPU%s (cuda:0 .. cuda:%d)", w, dev,
                          n, n == 1 ? "" : "s", n - 1);
     }
-    const char *missing = r->sample_tokens > 0 && r->sample_at_eval
-                              ? "sampling at each evaluation (sample_at_eval; the sample after training runs)"
-                          : strcmp(r->optim, "adafactor") == 0 ? "Adafactor"
-                                                               : NULL;
+    const char *missing = strcmp(r->optim, "adafactor") == 0 ? "Adafactor" : NULL;
     if (missing) {
         return hft_error(HFT_EUNSUPPORTED, "%s: device %s: %s does not run on a GPU yet; use device: cpu", w,
                          dev, missing);
@@ -1097,11 +1094,10 @@ static hft_status finish(trainer *t, double train_loss_mean) {
         HFT_TRY(load_trained_weights(t, t->log.best_model_checkpoint));
     }
     bool merge = hft_model_has_adapter(t->model) && strcmp(r->lora_export, "merged") == 0;
-    if (t->device.type != HFT_CPU && (merge || r->sample_tokens > 0)) {
-        /* training is over: what runs on the CPU only for now (merging, decoding) gets the model there */
+    if (t->device.type != HFT_CPU && merge) {
+        /* training is over: merging runs on the CPU only for now, so the model goes there */
         HFT_TRY(hft_model_to_device(t->model, (hft_device){HFT_CPU, 0}));
-        printf("moved the model to the CPU to %s (%s on a GPU is not built yet)\n",
-               merge ? "merge the LoRA adapter" : "generate the sample", merge ? "merging" : "decoding");
+        printf("moved the model to the CPU to merge the LoRA adapter (merging on a GPU is not built yet)\n");
     }
     if (merge) {
         HFT_TRY(hft_lora_merge(t->model)); /* lora.export: merged — the run's output is a plain model */
@@ -1123,9 +1119,10 @@ static hft_status finish(trainer *t, double train_loss_mean) {
     HFT_TRY(logbook_write_state(&t->log, r->output_dir));
     printf("saved the %s to %s\n", hft_model_has_adapter(t->model) ? "LoRA adapter" : "model", r->output_dir);
     if (r->sample_tokens <= 0) return HFT_OK;
-    if (t->device.type == HFT_CPU)
+    if (hft_model_device(t->model).type == t->device.type)
         return print_sample(t->ctx, t->model, t->tok, r->sample_prompt, r->sample_tokens, t->seed);
-    hft_ctx *cpu = hft_ctx_new(NULL); /* the training context is the GPU's */
+    hft_ctx *cpu =
+        hft_ctx_new(NULL); /* the model moved to the CPU to merge; the training context is the GPU's */
     if (!cpu) return hft_error(HFT_ENOMEM, "out of memory");
     hft_status st = print_sample(cpu, t->model, t->tok, r->sample_prompt, r->sample_tokens, t->seed);
     hft_ctx_free(cpu);
