@@ -60,7 +60,7 @@ typedef struct hft_optimizer hft_optimizer;
  * trainable parameter must be in exactly one group. Frozen parameters are skipped. */
 /* The state is allocated on the device of the trainable parameters (their flat gradient) and every step
  * runs there with that device's kernels; make the optimizer after moving the model (it keeps the
- * parameters' data pointers). Adafactor is CPU-only for now (HFT_EUNSUPPORTED on a device). */
+ * parameters' data pointers). */
 hft_status hft_optimizer_new(hft_paramset *ps, const hft_optim_config *cfg, int n_groups,
                              const hft_param_group *groups, hft_optimizer **out);
 void hft_optimizer_free(hft_optimizer *opt);

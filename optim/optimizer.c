@@ -301,7 +301,7 @@ static hft_status ensure_state(hft_optimizer *o) {
         hft_tensor_free(all); /* the buffers hold its storage */
     }
     if (o->scratch_numel && !o->scratch) {
-        o->scratch = hft_tensor_new(HFT_F32, 1, (int64_t[]){o->scratch_numel});
+        o->scratch = hft_tensor_new_on(o->device, HFT_F32, 1, (int64_t[]){o->scratch_numel});
         if (!o->scratch) return hft_error(HFT_ENOMEM, "optimizer: out of memory");
     }
     for (int i = 0; i < o->n_state && !o->sharded; i++) { /* a shard has no whole tensors to view */
@@ -450,11 +450,6 @@ hft_status hft_optimizer_new(hft_paramset *ps, const hft_optim_config *cfg, int 
     const hft_kernels *k = hft_kernels_for(device.type);
     if (!k || !k->adam_step[HFT_F32])
         return hft_error(HFT_EUNSUPPORTED, "optimizer: no optimizer kernels in the %s table", where);
-    if (cfg->kind == HFT_OPTIM_ADAFACTOR && device.type != HFT_CPU)
-        return hft_error(HFT_EUNSUPPORTED,
-                         "adafactor: runs on the CPU only for now (no CUDA kernel); the parameters are on "
-                         "cuda:%d: use adamw, sgd or lion there",
-                         device.index);
     hft_optimizer *o = calloc(1, sizeof *o);
     if (!o) return hft_error(HFT_ENOMEM, "optimizer: out of memory");
     o->ps = ps;

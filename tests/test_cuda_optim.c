@@ -1,7 +1,8 @@
-/* The CUDA optimizer steps (Adam/AdamW with amsgrad, SGD with momentum, Lion) against their CPU twins over
- * several steps: slices of odd sizes laid out back to back in the flat buffers as optim/optimizer.c lays
- * them out, each with its own lr and weight decay, the parameters placed in one arena so that some slices
- * take the kernel's vector path (parameter and flat buffers aligned alike) and others its scalar path.
+/* The CUDA optimizer steps (Adam/AdamW with amsgrad, SGD with momentum, Lion, Adafactor) against their CPU
+ * twins over several steps. The element-wise steps: slices of odd sizes laid out back to back in the flat
+ * buffers as optim/optimizer.c lays them out, each with its own lr and weight decay, the parameters placed in
+ * one arena so that some slices take the kernel's vector path (parameter and flat buffers aligned alike) and
+ * others its scalar path. Adafactor: one parameter per call, factored (2-D and 3-D, odd shapes) or not.
  *
  * Tolerance: none. The CUDA kernels compute the CPU's f32 expressions in the same order, with fmaf exactly
  * where the CPU's FMA paths (AVX2, AVX-512) fuse and IEEE-rounded products, quotients and square roots
@@ -265,6 +266,183 @@ TEST(test_lion) {
     bench_free(&b);
 }
 
+/* ---------------------------------------------------------------- Adafactor */
+
+/* One parameter per call, [batch, rows, cols] factored or a flat vector, state carried over four steps with
+ * transformers' β2t = 1 - t^-0.8 (step 1: the state is the first g² + eps1). The gradient's scale changes
+ * between steps (×1, ×10, ×0.1, ×1), so RMS(u) / clip_threshold lands on both sides of 1 and both branches
+ * of the clip run. Exact gradient zeros give u = 0 (and an unfactored v of eps1 alone). Same tolerance as
+ * above: none where the CPU fuses FMAT, since the CUDA kernel keeps the CPU's f32 expressions and the
+ * association of every one of its f64 sums (see kernels/cuda/adafactor.cu). */
+typedef struct afac_cfg {
+    const char *name;
+    int64_t batch, rows, cols;
+    bool factored;
+    double beta1; /* < 0: no exp_avg */
+    double weight_decay, clip_threshold;
+} afac_cfg;
+
+enum { AFAC_GUARD = 5, AFAC_BUFS = 5 }; /* random elements either side of each buffer: stray writes show */
+
+/* p, the second-moment state (row and column, or the full v), exp_avg; device scratch beside them. */
+typedef struct afac_bench {
+    int64_t len[AFAC_BUFS];
+    float *h[AFAC_BUFS], *d[AFAC_BUFS]; /* guarded buffers; NULL where the config has none */
+    float *h_grad, *d_grad, *h_scratch, *d_scratch;
+    test_rng rng;
+} afac_bench;
+
+enum { AF_P, AF_ROW, AF_COL, AF_V, AF_M };
+static const char *const AFAC_NAMES[AFAC_BUFS] = {"params", "exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq",
+                                                  "exp_avg"};
+
+static void afac_init(afac_bench *b, const afac_cfg *c, unsigned long long seed) {
+    memset(b, 0, sizeof *b);
+    b->rng.s = seed;
+    int64_t n = c->batch * c->rows * c->cols;
+    b->len[AF_P] = n;
+    b->len[AF_ROW] = c->factored ? c->batch * c->rows : 0;
+    b->len[AF_COL] = c->factored ? c->batch * c->cols : 0;
+    b->len[AF_V] = c->factored ? 0 : n;
+    b->len[AF_M] = c->beta1 >= 0 ? n : 0;
+    for (int j = 0; j < AFAC_BUFS; j++) {
+        if (!b->len[j]) continue;
+        int64_t all = b->len[j] + 2 * AFAC_GUARD;
+        b->h[j] = calloc((size_t)all, sizeof(float));
+        fill_uniform(&b->rng, b->h[j], AFAC_GUARD, -1, 1);
+        fill_uniform(&b->rng, b->h[j] + AFAC_GUARD + b->len[j], AFAC_GUARD, -1, 1);
+        if (j == AF_P) fill_uniform(&b->rng, b->h[j] + AFAC_GUARD, n, -1, 1); /* states start at zero */
+        b->d[j] = dev_upload(b->h[j], sizeof(float) * (size_t)all);
+    }
+    b->h_grad = malloc(sizeof(float) * (size_t)n);
+    b->d_grad = dev_garbage(sizeof(float) * (size_t)n);
+    int64_t ns = c->factored ? c->batch * (c->rows + c->cols) : 1;
+    b->h_scratch = malloc(sizeof(float) * (size_t)ns);
+    b->d_scratch = dev_garbage(sizeof(float) * (size_t)ns);
+}
+
+static void afac_free(afac_bench *b) {
+    for (int j = 0; j < AFAC_BUFS; j++) {
+        free(b->h[j]);
+        if (b->d[j]) dev_free(b->d[j]);
+    }
+    free(b->h_grad);
+    free(b->h_scratch);
+    dev_free(b->d_grad);
+    dev_free(b->d_scratch);
+}
+
+static void afac_run(const hft_kernels *k, float **buf, float *grad, float *scratch, const afac_cfg *c,
+                     int64_t t, double lr) {
+    float *at[AFAC_BUFS];
+    for (int j = 0; j < AFAC_BUFS; j++) at[j] = buf[j] ? buf[j] + AFAC_GUARD : NULL;
+    hft_adafactor_args a = {.param = at[AF_P],
+                            .grad = grad,
+                            .batch = c->batch,
+                            .rows = c->rows,
+                            .cols = c->cols,
+                            .factored = c->factored,
+                            .exp_avg_sq_row = at[AF_ROW],
+                            .exp_avg_sq_col = at[AF_COL],
+                            .exp_avg_sq = at[AF_V],
+                            .exp_avg = at[AF_M],
+                            .scratch = c->factored ? scratch : NULL,
+                            .beta1 = c->beta1 >= 0 ? c->beta1 : 0.0,
+                            .beta2t = 1.0 - pow((double)t, -0.8),
+                            .eps1 = 1e-30,
+                            .clip_threshold = c->clip_threshold,
+                            .lr = lr,
+                            .decay = -c->weight_decay * lr};
+    k->adafactor_step[HFT_F32](&a);
+}
+
+static void afac_compare(afac_bench *b, const char *what) {
+    dev_sync(what);
+    for (int j = 0; j < AFAC_BUFS; j++) {
+        if (!b->len[j]) continue;
+        int64_t all = b->len[j] + 2 * AFAC_GUARD;
+        float *got = malloc(sizeof(float) * (size_t)all);
+        dev_download(got, b->d[j], sizeof(float) * (size_t)all);
+        char label[160];
+        snprintf(label, sizeof label, "%s: %s", what, AFAC_NAMES[j]);
+        /* The generic CPU path rounds FMAT twice: the states and exp_avg then differ by an ulp or so, the
+         * parameters by about an ulp of the largest (measured: 6e-8 absolute on values up to 1, more than
+         * 1e-5 relative only where a parameter is near zero, hence the atol of 1e-6 of the largest value);
+         * 1e-5 relative as for Adam above, far below any wrong formula. */
+        if (cpu_fuses())
+            same_bits(label, got, b->h[j], all);
+        else
+            close_f32(label, got, b->h[j], all, 1e-5, 1e-6);
+        free(got);
+    }
+}
+
+TEST(test_adafactor) {
+    static const afac_cfg cfgs[] = {
+        /* factored: odd shapes, a single row, a single column, 3-D (batch 3) */
+        {"7x33", 1, 7, 33, true, -1, 0.0, 1.0},
+        {"7x33 beta1 wd", 1, 7, 33, true, 0.9, 0.1, 1.0},
+        {"1x1000 beta1", 1, 1, 1000, true, 0.9, 0.0, 1.0},
+        {"33x1 wd", 1, 33, 1, true, -1, 0.01, 1.0},
+        {"64x64 beta1 wd", 1, 64, 64, true, 0.8, 0.05, 1.0},
+        {"3x7x33 beta1 wd", 3, 7, 33, true, 0.9, 0.1, 1.0},
+        {"3x64x64", 3, 64, 64, true, -1, 0.0, 1.0},
+        /* Σ u² in blocks of 81 rows (4096 / 50): 200 rows make 3 partials, the last short */
+        {"200x50 wd", 1, 200, 50, true, -1, 0.02, 1.0},
+        /* rows of 4096 and more: one row per partial */
+        {"2x3x4100 beta1", 2, 3, 4100, true, 0.9, 0.0, 1.0},
+        /* above the CPU's parallel threshold (its tasks split the rows and columns) */
+        {"300x300 beta1 wd", 1, 300, 300, true, 0.9, 0.01, 1.0},
+        /* not factored (1-D): one element, odd sizes, several 4096-element blocks */
+        {"n=1", 1, 1, 1, false, -1, 0.0, 1.0},
+        {"n=7 beta1 wd", 1, 1, 7, false, 0.9, 0.1, 1.0},
+        {"n=1000 wd", 1, 1, 1000, false, -1, 0.01, 1.0},
+        {"n=4099 beta1", 1, 1, 4099, false, 0.9, 0.0, 1.0},
+        {"n=9000 beta1 wd clip 0.5", 1, 1, 9000, false, 0.5, 0.05, 0.5},
+    };
+    static const double SCALE[] = {1, 10, 0.1, 1};
+    for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
+        const afac_cfg *c = &cfgs[ci];
+        afac_bench b;
+        afac_init(&b, c, 700 + ci);
+        int64_t n = b.len[AF_P];
+        for (int64_t t = 1; t <= 4; t++) {
+            fill_uniform(&b.rng, b.h_grad, n, -SCALE[t - 1], SCALE[t - 1]);
+            for (int64_t i = 3; i < n; i += 89) b.h_grad[i] = 0.0f;
+            upload_to(b.d_grad, b.h_grad, sizeof(float) * (size_t)n);
+            double lr = 1e-2 / sqrt((double)t); /* stands in for the optimizer's relative step */
+            afac_run(cpu_k, b.h, b.h_grad, b.h_scratch, c, t, lr);
+            afac_run(cuda_k, b.d, b.d_grad, b.d_scratch, c, t, lr);
+            char what[96];
+            snprintf(what, sizeof what, "adafactor %s step %lld", c->name, (long long)t);
+            afac_compare(&b, what);
+        }
+        afac_free(&b);
+    }
+}
+
+/* A factored step without its scratch or state, an unfactored one without v: refused at the next
+ * synchronize, nothing written. */
+TEST(test_adafactor_bad_arguments) {
+    static const afac_cfg fc = {"7x33", 1, 7, 33, true, 0.9, 0.0, 1.0};
+    static const afac_cfg vc = {"n=7", 1, 1, 7, false, 0.9, 0.0, 1.0};
+    afac_bench b;
+    afac_init(&b, &fc, 800);
+    fill_uniform(&b.rng, b.h_grad, 7 * 33, -1, 1);
+    upload_to(b.d_grad, b.h_grad, sizeof(float) * 7 * 33);
+    afac_run(cuda_k, b.d, b.d_grad, NULL, &fc, 1, 1e-2);
+    CHECK(cuda_k->dev->synchronize() == HFT_EINVAL, "factored step without scratch accepted");
+    float *row = b.d[AF_ROW];
+    b.d[AF_ROW] = NULL;
+    afac_run(cuda_k, b.d, b.d_grad, b.d_scratch, &fc, 1, 1e-2);
+    CHECK(cuda_k->dev->synchronize() == HFT_EINVAL, "factored step without exp_avg_sq_row accepted");
+    b.d[AF_ROW] = row;
+    afac_run(cuda_k, b.d, b.d_grad, b.d_scratch, &vc, 1, 1e-2); /* no v buffer: the bench is factored */
+    CHECK(cuda_k->dev->synchronize() == HFT_EINVAL, "unfactored step without exp_avg_sq accepted");
+    afac_compare(&b, "refused adafactor calls");
+    afac_free(&b);
+}
+
 /* ---------------------------------------------------------------- one table, rewritten between calls */
 
 /* The optimizer rewrites one host slice array every step. Six Adam steps are queued back to back with no
@@ -363,6 +541,8 @@ int main(int argc, char **argv) {
         {"test_adam", test_adam},
         {"test_sgd", test_sgd},
         {"test_lion", test_lion},
+        {"test_adafactor", test_adafactor},
+        {"test_adafactor_bad_arguments", test_adafactor_bad_arguments},
         {"test_back_to_back_tables", test_back_to_back_tables},
         {"test_many_slices", test_many_slices},
         {"test_bad_arguments", test_bad_arguments},

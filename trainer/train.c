@@ -364,11 +364,6 @@ static hft_status resolve_device(trainer *t) {
         return hft_error(HFT_EDEVICE, "%s: device %s: this machine has %d GPU%s (cuda:0 .. cuda:%d)", w, dev,
                          n, n == 1 ? "" : "s", n - 1);
     }
-    const char *missing = strcmp(r->optim, "adafactor") == 0 ? "Adafactor" : NULL;
-    if (missing) {
-        return hft_error(HFT_EUNSUPPORTED, "%s: device %s: %s does not run on a GPU yet; use device: cpu", w,
-                         dev, missing);
-    }
     HFT_TRY(k->dev->set_device(index));
     k->dev->set_deterministic(r->full_determinism);
     (void)k->dev->describe(index, desc, sizeof desc);

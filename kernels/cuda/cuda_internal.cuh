@@ -39,6 +39,8 @@ void hft_cuda_register_xent(hft_kernels *t);
 void hft_cuda_register_rope(hft_kernels *t);
 void hft_cuda_register_attention(hft_kernels *t);
 void hft_cuda_register_optim(hft_kernels *t);
+// Adafactor's step of one parameter (adafactor.cu), which optim.cu registers.
+void hft_cuda_adafactor_f32(const hft_adafactor_args *a);
 
 // Grid size for n elements at `threads` per block, capped so a grid-stride loop covers the rest.
 static inline unsigned hft_cuda_blocks(int64_t n, int threads) {

@@ -404,4 +404,5 @@ void hft_cuda_register_optim(hft_kernels *t) {
     t->adam_step[HFT_F32] = adam_f32;
     t->sgd_step[HFT_F32] = sgd_f32;
     t->lion_step[HFT_F32] = lion_f32;
+    t->adafactor_step[HFT_F32] = hft_cuda_adafactor_f32;
 }
