@@ -53,6 +53,7 @@ TEST(test_table_complete) {
     SLOT(adam_step);
     SLOT(sgd_step);
     SLOT(lion_step);
+    SLOT(adafactor_step);
     SLOT(sumsq);
 #undef SLOT
     CHECK(cuda_k->copy && cuda_k->round_to && cuda_k->norm_scratch_bytes && cuda_k->attn_scratch_bytes,
