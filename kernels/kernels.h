@@ -162,7 +162,7 @@ typedef struct hft_gemm_args {
     int64_t batch;
     int64_t stride_a, stride_b, stride_c;
     /* The f32 GEMM only: operands held in bf16 or f16 (autocast's weight cache), multiplied exactly with f32
-     * accumulation; HFT_F32 (0) for f32 operands. Batch 1 only. */
+     * accumulation; HFT_F32 (0) for f32 operands. */
     hft_dtype a_type, b_type;
     /* The epilogue (all zero: none, so a caller that does not name these fields is unchanged). Batch 1 and
      * trans_c false only. value = alpha op(A) op(B) + beta C + bias, with bias [n] in C's dtype added to

@@ -161,7 +161,7 @@ static int run_case(const gcase *cs, unsigned long long seed) {
     }
 
     /* ---- CPU: the f32 GEMM on the same values; operands held in bf16/f16 go through its own a_type/b_type
-     * path, which takes batch 1, so one call per batch entry (a summed C: beta, then 1, in order) */
+     * path, batched as a whole, which must equal one call per batch entry (a summed C: beta, then 1) */
     float *want_c = malloc(sizeof(float) * (size_t)C.total),
           *want_pre = malloc(sizeof(float) * (size_t)C.total);
     memcpy(want_c, c0, sizeof(float) * (size_t)C.total);
@@ -170,19 +170,24 @@ static int run_case(const gcase *cs, unsigned long long seed) {
     /* the CPU always keeps the pre-activation: the GELU tolerance is built from it */
     h.a = a, h.b = b, h.c = want_c, h.bias = cs->bias ? bias : NULL, h.pre_act = cs->gelu ? want_pre : NULL;
     h.a_type = h.b_type = HFT_F32;
-    /* (k = 0 reads no operand: the f32 call; the CPU's low-precision path cannot widen an empty operand) */
-    bool low = dt == HFT_F32 && (cs->a_type != HFT_F32 || cs->b_type != HFT_F32) && k > 0;
-    if (!low) {
-        cpu_k->gemm[HFT_F32](&h);
-    } else {
-        h.a = raw_a, h.b = raw_b, h.a_type = cs->a_type, h.b_type = cs->b_type, h.batch = 1;
+    bool low = dt == HFT_F32 && (cs->a_type != HFT_F32 || cs->b_type != HFT_F32);
+    if (low) h.a = raw_a, h.b = raw_b, h.a_type = cs->a_type, h.b_type = cs->b_type;
+    cpu_k->gemm[HFT_F32](&h);
+    if (low && batch > 1) {
+        float *one_by_one = malloc(sizeof(float) * (size_t)C.total);
+        memcpy(one_by_one, c0, sizeof(float) * (size_t)C.total);
+        hft_gemm_args e = h;
+        e.batch = 1;
         for (int64_t i = 0; i < batch; i++) {
-            h.a = (const char *)raw_a + (size_t)(i * A.stride) * hft_dtype_size(st_a);
-            h.b = (const char *)raw_b + (size_t)(i * B.stride) * hft_dtype_size(st_b);
-            h.c = want_c + i * C.stride;
-            h.beta = cs->sum_c && i > 0 ? 1.0 : cs->beta;
-            cpu_k->gemm[HFT_F32](&h);
+            e.a = (const char *)raw_a + (size_t)(i * A.stride) * hft_dtype_size(st_a);
+            e.b = (const char *)raw_b + (size_t)(i * B.stride) * hft_dtype_size(st_b);
+            e.c = one_by_one + i * C.stride;
+            e.beta = cs->sum_c && i > 0 ? 1.0 : cs->beta;
+            cpu_k->gemm[HFT_F32](&e);
         }
+        CHECK(memcmp(one_by_one, want_c, sizeof(float) * (size_t)C.total) == 0,
+              "the CPU's batched low-precision GEMM differs from its entries one by one");
+        free(one_by_one);
     }
     float *want_c_r = malloc(sizeof(float) * (size_t)C.total),
           *want_pre_r = malloc(sizeof(float) * (size_t)C.total);
@@ -430,6 +435,8 @@ TEST(test_empty_sums) {
     c.a_type = HFT_BF16, c.batch = 2;
     run_case(&c, seed++);
     c = plain(HFT_F32, 0, 33, 7);
+    run_case(&c, seed++);
+    c.a_type = HFT_F16; /* an empty A held in f16 */
     run_case(&c, seed++);
     c = plain(HFT_F16, 7, 0, 7);
     c.tc = true;

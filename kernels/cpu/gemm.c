@@ -33,8 +33,9 @@ static void gemm_one(const gemm_op *g, int64_t m, int64_t n, const char *a, cons
     if (m == 0 || n == 0) return;
     if (m == 1 && g->dt == HFT_F32) { /* one row (decoding a token): a GEMV reads B once and packs nothing */
         int inc_a = g->ta ? (int)g->lda : 1;
-        if (g->beta == 0) memset(c, 0, sizeof(float) * (size_t)n); /* a GEMV scales c by beta: no NaN garbage */
-        if (g->tb) /* c = alpha B a + beta c, B stored [n, k] */
+        if (g->beta == 0)
+            memset(c, 0, sizeof(float) * (size_t)n); /* a GEMV scales c by beta: no NaN garbage */
+        if (g->tb)                                   /* c = alpha B a + beta c, B stored [n, k] */
             cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)g->k, (float)g->alpha, (const float *)b,
                         (int)g->ldb, (const float *)a, inc_a, (float)g->beta, (float *)c, 1);
         else /* B stored [k, n] */
@@ -128,6 +129,8 @@ static const float *widen(int slot, hft_dtype type, const void *src, int64_t row
     static float *scratch[2];
     static size_t capacity[2];
     size_t need = (size_t)(rows * cols);
+    static float nothing; /* an empty operand: read by no one, but not NULL (NULL means out of memory) */
+    if (need == 0) return &nothing;
     if (need > capacity[slot]) {
         free(scratch[slot]);
         scratch[slot] = malloc(need * sizeof(float));
@@ -141,22 +144,32 @@ static const float *widen(int slot, hft_dtype type, const void *src, int64_t row
 
 static void gemm_core(hft_dtype dt, const hft_gemm_args *args);
 
+/* bf16/f16 operands with an f32 C: each batch entry's low operands widened to f32, then an f32 GEMM. A
+ * batch summed into one C (stride_c 0) takes beta on its first entry and adds the rest in order, as the
+ * f32 path does. */
 static void gemm_low_operands(const hft_gemm_args *args) {
-    hft_gemm_args g = *args;
-    if (g.a_type != HFT_F32) {
-        int64_t rows = g.trans_a ? g.k : g.m, cols = g.trans_a ? g.m : g.k;
-        g.a = widen(0, g.a_type, g.a, rows, cols, g.lda);
-        g.lda = cols > 0 ? cols : 1;
+    int64_t batch = args->batch > 0 ? args->batch : 1;
+    for (int64_t i = 0; i < batch; i++) {
+        hft_gemm_args g = *args;
+        g.batch = 1;
+        g.c = (float *)args->c + i * args->stride_c;
+        if (args->stride_c == 0 && i > 0) g.beta = 1;
+        g.a = (const char *)args->a + (size_t)(i * args->stride_a) * hft_dtype_size(args->a_type);
+        g.b = (const char *)args->b + (size_t)(i * args->stride_b) * hft_dtype_size(args->b_type);
+        if (g.a_type != HFT_F32) {
+            int64_t rows = g.trans_a ? g.k : g.m, cols = g.trans_a ? g.m : g.k;
+            g.a = widen(0, g.a_type, g.a, rows, cols, g.lda);
+            g.lda = cols > 0 ? cols : 1;
+        }
+        if (g.b_type != HFT_F32) {
+            int64_t rows = g.trans_b ? g.n : g.k, cols = g.trans_b ? g.k : g.n;
+            g.b = widen(1, g.b_type, g.b, rows, cols, g.ldb);
+            g.ldb = cols > 0 ? cols : 1;
+        }
+        if (!g.a || !g.b) abort(); /* out of memory for a scratch buffer the size of one weight */
+        g.a_type = g.b_type = HFT_F32;
+        gemm_core(HFT_F32, &g);
     }
-    if (g.b_type != HFT_F32) {
-        int64_t rows = g.trans_b ? g.n : g.k, cols = g.trans_b ? g.k : g.n;
-        g.b = widen(1, g.b_type, g.b, rows, cols, g.ldb);
-        g.ldb = cols > 0 ? cols : 1;
-    }
-    if (!g.a || !g.b) abort(); /* out of memory for a scratch buffer the size of one weight */
-    g.a_type = g.b_type = HFT_F32;
-    g.batch = 1;
-    gemm_core(HFT_F32, &g);
 }
 
 static void gemm_core(hft_dtype dt, const hft_gemm_args *args) {
