@@ -1,8 +1,8 @@
 /* Training on a CUDA device: the tiny GPT-2 of test_trainer built twice from one seed, one copy moved to the
  * device (hft_model_to_device), both trained on the same fixed batches with AdamW and gradient clipping;
  * every step's loss and the final parameters compared. Then a LoRA adapter trained on the device, bf16
- * autocast on the device, and a checkpoint saved from the device model loaded on the CPU. Runs on the GPU,
- * and on the host emulator without one.
+ * autocast on the device, a checkpoint saved from the device model loaded on the CPU, and greedy decoding
+ * on the device giving the CPU's tokens. Runs on the GPU, and on the host emulator without one.
  *
  * Tolerances. The device computes what the CPU computes in f32 but sums in other orders (tiled GEMM, warp
  * reductions); each reordered sum of K terms moves by a few units of ε = 2^-24 times K at worst, about
@@ -254,19 +254,35 @@ TEST(test_bf16_autocast_on_device) {
     train_pair("bf16 autocast", NULL, 10, HFT_BF16, 3e-3, BF16_RTOL, 4 * BF16_RTOL, NULL);
 }
 
+/* Decoding on the device: the KV cache there, greedy tokens as the CPU's (the tiny model's logits differ
+ * by ~1e-7 relative, far below the gaps between its top two logits on these prompts). */
+TEST(test_decode_on_device) {
+    hft_model *mc = new_model(NULL), *md = new_model(NULL);
+    if (!mc || !md) return;
+    CHECK(hft_model_to_device(md, gpu) == HFT_OK, "%s", hft_error_message());
+    hft_ctx *cc = hft_ctx_new(NULL), *cd = hft_ctx_new(&(hft_ctx_options){.device = gpu});
+    hft_generate_options o = hft_generate_defaults();
+    o.max_new_tokens = 12;
+    const int64_t prompt[] = {84, 104, 101, 32};
+    int64_t out_c[12], out_d[12], nc = 0, nd = 0;
+    CHECK(hft_generate(cc, mc, prompt, 4, &o, out_c, &nc, NULL, NULL) == HFT_OK, "CPU: %s",
+          hft_error_message());
+    CHECK(hft_generate(cd, md, prompt, 4, &o, out_d, &nd, NULL, NULL) == HFT_OK, "device: %s",
+          hft_error_message());
+    CHECK(nc == 12 && nd == nc && memcmp(out_c, out_d, sizeof(int64_t) * (size_t)nc) == 0,
+          "greedy tokens on the device differ from the CPU's (%lld and %lld tokens)", (long long)nd,
+          (long long)nc);
+    hft_ctx_free(cc), hft_ctx_free(cd);
+    hft_model_free(mc), hft_model_free(md);
+}
+
 /* What is CPU-only for now says so on a device model instead of running wrong. */
 TEST(test_cpu_only_features_refused) {
-    hft_model *m = new_model(NULL);
+    hft_model *m = new_model("{\"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"c_attn\"]}");
     if (!m) return;
     CHECK(hft_model_to_device(m, gpu) == HFT_OK, "%s", hft_error_message());
-    hft_optim_config oc = hft_optim_defaults(HFT_OPTIM_ADAFACTOR);
-    hft_optimizer *opt = NULL;
-    CHECK(hft_optimizer_new(hft_model_params(m), &oc, 0, NULL, &opt) == HFT_EUNSUPPORTED &&
-              strstr(hft_error_message(), "adafactor"),
-          "adafactor on the device: %s", hft_error_message());
-    hft_kv_cache *c = NULL;
-    CHECK(hft_kv_cache_new(m, 1, 8, &c) == HFT_EUNSUPPORTED && strstr(hft_error_message(), "CPU only"),
-          "KV cache on the device: %s", hft_error_message());
+    CHECK(hft_lora_merge(m) == HFT_EUNSUPPORTED && strstr(hft_error_message(), "CPU only"),
+          "LoRA merge on the device: %s", hft_error_message());
     hft_model_free(m);
 }
 
@@ -275,6 +291,7 @@ int main(int argc, char **argv) {
         {"test_gpt2_adamw_50_steps", test_gpt2_adamw_50_steps},
         {"test_lora_on_device", test_lora_on_device},
         {"test_bf16_autocast_on_device", test_bf16_autocast_on_device},
+        {"test_decode_on_device", test_decode_on_device},
         {"test_cpu_only_features_refused", test_cpu_only_features_refused},
     };
     return cuda_test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
