@@ -440,7 +440,9 @@ typedef struct hft_device_api {
     void (*free)(void *p);
     void *(*alloc_pinned)(size_t bytes); /* page-locked host memory, for copies that overlap compute */
     void (*free_pinned)(void *p);
-    /* Ordered after the kernels queued before it; a copy to the host waits for it to land. */
+    /* Ordered after the kernels queued before it; a copy to the host waits for it to land. The source of a
+     * copy to the device may be reused at once: small ones (batches) are staged in pinned memory and queued
+     * without the host waiting, large ones are waited for. */
     hft_status (*copy)(void *dst, const void *src, size_t bytes, hft_copy_kind kind);
     hft_status (*zero)(void *p, size_t bytes);
     hft_status (*synchronize)(void);

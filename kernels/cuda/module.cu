@@ -21,8 +21,15 @@ struct module_state {
     char why[512] = "";
     void *scratch[HFT_SCRATCH_COUNT] = {};
     size_t scratch_bytes[HFT_SCRATCH_COUNT] = {};
+    // Uploads go through pinned slots, each reused once its last copy has run (its event): see upload.
+    char *stage = nullptr;
+    cudaEvent_t stage_done[16] = {};
+    int stage_next = 0;
 };
 module_state st;
+
+constexpr int STAGE_SLOTS = 16;
+constexpr size_t STAGE_SLOT_BYTES = (size_t)1 << 20;
 
 hft_status report(hft_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 hft_status report(hft_status s, const char *fmt, ...) {
@@ -62,6 +69,53 @@ hft_status ensure_stream(void) {
     return HFT_OK;
 }
 
+void drop_stage(void) {
+    if (!st.stage) return;
+    for (int i = 0; i < STAGE_SLOTS; i++) (void)cudaEventDestroy(st.stage_done[i]);
+    (void)cudaFreeHost(st.stage);
+    st.stage = nullptr;
+}
+
+// A host-to-device copy of at most STAGE_SLOT_BYTES from pageable memory without the host waiting: the
+// bytes go into the next pinned slot (after that slot's previous copy has run, long since as a rule), and
+// the DMA from it is queued on the compute stream. Not a copy stream of its own: the memory a batch lands in
+// is arena memory that the previous step's queued kernels may still read, so its copy must follow them in
+// any case. false (nothing done) when the copy is larger or pinned memory cannot be had: the caller copies
+// and waits.
+bool upload(void *dst, const void *src, size_t bytes, hft_status *status) {
+    *status = HFT_OK;
+    if (bytes > STAGE_SLOT_BYTES) return false;
+    if (!st.stage) {
+        void *p = nullptr;
+        if (cudaMallocHost(&p, STAGE_SLOT_BYTES * STAGE_SLOTS) != cudaSuccess) {
+            (void)cudaGetLastError();
+            return false;
+        }
+        int made = 0;
+        while (made < STAGE_SLOTS &&
+               cudaEventCreateWithFlags(&st.stage_done[made], cudaEventDisableTiming) == cudaSuccess)
+            made++;
+        if (made < STAGE_SLOTS) {
+            (void)cudaGetLastError();
+            while (made > 0) (void)cudaEventDestroy(st.stage_done[--made]);
+            (void)cudaFreeHost(p);
+            return false;
+        }
+        st.stage = (char *)p;
+    }
+    int slot = st.stage_next;
+    st.stage_next = (slot + 1) % STAGE_SLOTS;
+    char *pinned = st.stage + (size_t)slot * STAGE_SLOT_BYTES;
+    cudaError_t e = cudaEventSynchronize(st.stage_done[slot]);
+    if (e == cudaSuccess) {
+        memcpy(pinned, src, bytes);
+        e = cudaMemcpyAsync(dst, pinned, bytes, cudaMemcpyHostToDevice, st.stream);
+    }
+    if (e == cudaSuccess) e = cudaEventRecord(st.stage_done[slot], st.stream);
+    *status = cuda_status(e, "uploading to the device");
+    return true;
+}
+
 int dev_count(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
@@ -79,6 +133,7 @@ hft_status dev_set(int index) {
         (void)cudaStreamDestroy(st.stream);
         st.stream = nullptr;
     }
+    drop_stage();                                 // its events belong to the old device
     for (int i = 0; i < HFT_SCRATCH_COUNT; i++) { // scratch belongs to the old device
         if (st.scratch[i]) (void)cudaFree(st.scratch[i]);
         st.scratch[i] = nullptr;
@@ -135,6 +190,8 @@ void dev_free_pinned(void *p) {
 
 hft_status dev_copy(void *dst, const void *src, size_t bytes, hft_copy_kind kind) {
     HFT_TRY(ensure_stream());
+    hft_status staged = HFT_OK; // batches, positions, scalars: through pinned memory, the host goes on
+    if (kind == HFT_COPY_H2D && upload(dst, src, bytes, &staged)) return staged;
     cudaMemcpyKind k = kind == HFT_COPY_H2D   ? cudaMemcpyHostToDevice
                        : kind == HFT_COPY_D2H ? cudaMemcpyDeviceToHost
                                               : cudaMemcpyDeviceToDevice;
