@@ -51,20 +51,16 @@ static void shift_rows(const int64_t *src, int64_t s0, int64_t s1, int64_t B, in
         for (int64_t t = 0; t < T; t++) dst[b * T + t] = t + 1 < T ? src[b * s0 + (t + 1) * s1] : -100;
 }
 
-/* Labels on a device: read back, shifted on the host, copied up (one small synchronous read a step). */
+/* Labels on a device, shifted there: -100 everywhere, then columns 1.. copied into 0.. (the host waits for
+ * nothing). */
 static hft_tensor *shift_on_device(hft_ctx *ctx, hft_tensor *lab, int64_t B, int64_t T) {
-    hft_tensor *host = hft_tensor_to(lab, (hft_device){HFT_CPU, 0});
-    int64_t *dst = malloc(sizeof *dst * (size_t)(B * T > 0 ? B * T : 1));
-    hft_tensor *shifted = NULL;
-    if (host && dst) {
-        shift_rows(hft_tensor_data(host), T, 1, B, T, dst); /* hft_tensor_to: contiguous */
-        shifted = hft_from_data(ctx, HFT_I64, 2, (int64_t[]){B, T}, dst);
-    } else {
-        hft_ctx_fail(ctx, HFT_EDEVICE, "causal LM labels: reading them from the device: %s",
-                     hft_error_message());
-    }
-    hft_tensor_free(host);
-    free(dst);
+    hft_tensor *shifted = hft_full(ctx, HFT_I64, 2, (int64_t[]){B, T}, -100.0);
+    if (!shifted || T < 2) return shifted;
+    hft_tensor *dst = hft_narrow(ctx, shifted, 1, 0, T - 1), *src = hft_narrow(ctx, lab, 1, 1, T - 1);
+    if (!dst || !src) return NULL;
+    if (hft_tensor_copy(dst, src) != HFT_OK)
+        return hft_ctx_fail(ctx, HFT_EDEVICE, "causal LM labels: shifting them on the device: %s",
+                            hft_error_message());
     return shifted;
 }
 

@@ -65,7 +65,9 @@ typedef struct trainer {
     bool main; /* rank 0: logs, metrics, checkpoints, exports */
     hft_comm *comm;
     hft_grad_sync *sync;
-    bool zero;          /* ZeRO-1: zero_stage 1 under mpirun */
+    bool zero;                /* ZeRO-1: zero_stage 1 under mpirun */
+    hft_tensor *micro_losses; /* on a device: the window's micro-batch losses, read once a step */
+    int64_t kept_losses;
     int64_t *positions; /* per micro-batch of the window: the global sample index of this rank's slice */
     struct block_arg *blocks; /* gradient checkpointing: each block's arguments, alive until backward */
     /* mixed precision: autocast's dtype (HFT_F32: off); fp16's loss scaler and the steps it skipped */
@@ -642,6 +644,35 @@ static hft_status clip(trainer *t, int64_t lo, int64_t count, double *norm) {
     return hft_clip_grad_scale(ps, lo, count, t->r->max_grad_norm, *norm);
 }
 
+/* A micro-batch's (scaled) loss: read at once on the CPU; on a device copied into slot i of a device
+ * buffer, all read back after the window's last backward (read_losses), so the host never waits for a
+ * micro-batch's backward to finish. The sum is the same, in the same order. */
+static hft_status keep_loss(trainer *t, const hft_tensor *scaled, int64_t i, double loss_scale, double *sum) {
+    if (t->device.type == HFT_CPU || scaled->dtype != HFT_F32 || hft_tensor_numel(scaled) != 1) {
+        *sum += scalar_of(scaled) / loss_scale;
+        return HFT_OK;
+    }
+    if (!t->micro_losses && !(t->micro_losses = hft_tensor_new_on(t->device, HFT_F32, 1, &t->accum)))
+        return hft_error_status();
+    hft_tensor *slot = hft_tensor_alias(t->micro_losses, i, scaled->ndim, scaled->shape);
+    hft_status st = slot ? hft_tensor_copy(slot, scaled) : hft_error_status();
+    hft_tensor_free(slot);
+    t->kept_losses = i + 1;
+    return st;
+}
+
+static hft_status read_losses(trainer *t, int64_t m, double loss_scale, double *sum) {
+    if (t->kept_losses == 0) return HFT_OK;
+    t->kept_losses = 0;
+    hft_tensor *host = hft_tensor_to(t->micro_losses, (hft_device){HFT_CPU, 0});
+    if (!host)
+        return hft_error(HFT_EDEVICE, "reading the step's losses from the device: %s", hft_error_message());
+    const float *v = hft_tensor_data(host);
+    for (int64_t i = 0; i < m; i++) *sum += (double)v[i] / loss_scale;
+    hft_tensor_free(host);
+    return HFT_OK;
+}
+
 static hft_status train_step(trainer *t, double *step_loss) {
     int64_t m = next_window(t);
     if (m == 0) {
@@ -684,11 +715,12 @@ static hft_status train_step(trainer *t, double *step_loss) {
                 return st;
             }
         }
-        totals[0] += scalar_of(scaled) / loss_scale;
+        HFT_TRY(keep_loss(t, scaled, i, loss_scale, &totals[0]));
         totals[1] += (double)hft_tensor_numel(b.input_ids);
         hft_ctx_reset(t->ctx);
         t->micro_in_epoch++;
     }
+    HFT_TRY(read_losses(t, m, loss_scale, &totals[0]));
     if (t->sync) {
         snprintf(what, sizeof what, "step %lld: the loss", (long long)t->global_step + 1);
         HFT_TRY(hft_dist_allreduce_f64(t->dist, totals, 2, HFT_DIST_SUM, what));
@@ -1276,6 +1308,7 @@ hft_status hft_train_on(const hft_recipe *r, hft_dist *dist, bool *stopped) {
     free(t.blocks);
     hft_grad_sync_free(t.sync);
     hft_comm_free(t.comm);
+    hft_tensor_free(t.micro_losses);
     free(t.tokenizer_dir);
     logbook_free(&t.log);
     hft_ctx_free(t.ctx);
