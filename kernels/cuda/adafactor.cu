@@ -24,6 +24,7 @@
 // divisor, the update. Not factored: moment and Σ u² per block, the clip divisor, the update. The f64
 // partials and the clip divisor live in hft_cuda_scratch(HFT_SCRATCH_REDUCE), ordered on the stream.
 #include "kernels/cuda/cuda_internal.cuh"
+#include "kernels/cuda/ieee.cuh"
 
 namespace {
 
@@ -32,36 +33,6 @@ constexpr int LANES = 8;                 // the CPU's f64 lanes
 constexpr int TEAMS = THREADS / LANES;   // rows per block of the row kernels
 constexpr int64_t USQ_BLOCK = 4096;      // the CPU's SUMSQ_BLOCK: elements per partial of Σ u²
 constexpr int64_t BLOCK_CAP = 65535 * 8; // grid cap of the per-batch and per-block kernels
-
-// IEEE round-to-nearest operations that nvcc will neither contract nor approximate (as optim.cu).
-#if defined(__CUDACC__) && !defined(HFT_CUDA_EMULATE)
-HFT_DEVICE float mul_rn(float a, float b) {
-    return __fmul_rn(a, b);
-}
-HFT_DEVICE float div_rn(float a, float b) {
-    return __fdiv_rn(a, b);
-}
-HFT_DEVICE float sqrt_rn(float a) {
-    return __fsqrt_rn(a);
-}
-HFT_DEVICE double dsqrt_rn(double a) {
-    return __dsqrt_rn(a);
-}
-#else
-// Out of line, so that a host build with FMA enabled cannot fuse the product into the add after it.
-__attribute__((noinline)) float mul_rn(float a, float b) {
-    return a * b;
-}
-inline float div_rn(float a, float b) {
-    return a / b;
-}
-inline float sqrt_rn(float a) {
-    return sqrtf(a);
-}
-inline double dsqrt_rn(double a) {
-    return sqrt(a);
-}
-#endif
 
 // One parameter's step as the kernels read it: device pointers, the f32 scalars rounded on the host.
 struct afac {

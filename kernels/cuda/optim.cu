@@ -17,37 +17,13 @@
 // fired; the single device table is safe without a ring because the copy that overwrites it is queued on
 // the same stream after the kernel that reads it.
 #include "kernels/cuda/cuda_internal.cuh"
+#include "kernels/cuda/ieee.cuh"
 
 namespace {
 
 constexpr int OPT_THREADS = 256;
 constexpr int64_t OPT_CHUNK = 2048; // flat elements per block: 2 vectors of 4 per thread
 constexpr int OPT_RING = 4;         // optimizer steps that may be queued before a call waits
-
-// IEEE round-to-nearest operations that nvcc will neither contract nor approximate.
-#if defined(__CUDACC__) && !defined(HFT_CUDA_EMULATE)
-HFT_DEVICE float mul_rn(float a, float b) {
-    return __fmul_rn(a, b);
-}
-HFT_DEVICE float div_rn(float a, float b) {
-    return __fdiv_rn(a, b);
-}
-HFT_DEVICE float sqrt_rn(float a) {
-    return __fsqrt_rn(a);
-}
-#else
-// The emulator's compiler targets x86-64 without FMA; kept out of line all the same, so that a build with
-// FMA enabled (gnu++17 contracts by default) cannot fuse the product into the add that follows it.
-__attribute__((noinline)) float mul_rn(float a, float b) {
-    return a * b;
-}
-inline float div_rn(float a, float b) {
-    return a / b;
-}
-inline float sqrt_rn(float a) {
-    return sqrtf(a);
-}
-#endif
 
 // A slice as the kernel reads it: hft_optim_slice with its f32 scalars already rounded on the host.
 struct dev_slice {
