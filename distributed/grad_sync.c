@@ -24,9 +24,7 @@ struct hft_grad_sync {
     hft_device device; /* where the flat gradient is */
     hft_paramset *ps;
     float *flat;
-    bool sharded;
-    int64_t *range_lo; /* sharded: rank r owns [range_lo[r], range_lo[r + 1]) */
-    int world, rank;
+    int64_t *range_lo; /* ZeRO-1: rank r owns [range_lo[r], range_lo[r + 1]); NULL when not sharded */
     bucket *buckets;
     int n_buckets, next; /* the next bucket to start */
     int overlapped;
@@ -91,6 +89,13 @@ static bucket *bucket_of(hft_grad_sync *s, const hft_tensor *param) {
     return NULL;
 }
 
+/* ZeRO-1: the part of bucket b in rank r's range, from *lo; its length (0: none). */
+static int64_t piece(const hft_grad_sync *s, const bucket *b, int r, int64_t *lo) {
+    int64_t end = b->offset + b->count < s->range_lo[r + 1] ? b->offset + b->count : s->range_lo[r + 1];
+    *lo = b->offset > s->range_lo[r] ? b->offset : s->range_lo[r];
+    return end > *lo ? end - *lo : 0;
+}
+
 static hft_status start_bucket(hft_grad_sync *s, int index) {
     bucket *b = &s->buckets[index];
     const hft_device_api *dev = s->device.type == HFT_CPU ? NULL : hft_kernels_for(s->device.type)->dev;
@@ -109,11 +114,10 @@ static hft_status start_bucket(hft_grad_sync *s, int index) {
      * waits for them on the device (the host queues the rest of backward meanwhile); a communicator that
      * reads device memory from the host (MPI on the emulator) needs them run first. */
     if (dev && !hft_comm_stream_ordered(s->comm)) HFT_TRY(dev->synchronize());
-    if (!s->sharded) return hft_comm_allreduce_start(s->comm, s->flat + b->offset, b->count, HFT_F32);
-    for (int r = 0; r < s->world; r++) { /* the bucket's piece in each owner's range */
-        int64_t lo = b->offset > s->range_lo[r] ? b->offset : s->range_lo[r];
-        int64_t hi = b->offset + b->count < s->range_lo[r + 1] ? b->offset + b->count : s->range_lo[r + 1];
-        if (hi > lo) HFT_TRY(hft_comm_reduce_start(s->comm, s->flat + lo, hi - lo, HFT_F32, r));
+    if (!s->range_lo) return hft_comm_allreduce_start(s->comm, s->flat + b->offset, b->count, HFT_F32);
+    for (int r = 0; r < s->comm->dist->size; r++) { /* the bucket's piece in each owner's range */
+        int64_t lo, n = piece(s, b, r, &lo);
+        if (n > 0) HFT_TRY(hft_comm_reduce_start(s->comm, s->flat + lo, n, HFT_F32, r));
     }
     return HFT_OK;
 }
@@ -171,28 +175,26 @@ void hft_shard_range(int64_t n, int world, int rank, int64_t *lo, int64_t *count
 hft_status hft_grad_sync_shard(hft_grad_sync *s) {
     hft_dist *d = s->comm->dist;
     int64_t n = hft_paramset_trainable_numel(s->ps), count;
-    s->world = d->size;
-    s->rank = d->rank;
     s->range_lo = malloc(sizeof(int64_t) * (size_t)(d->size + 1));
     if (!s->range_lo) return hft_error(HFT_ENOMEM, "out of memory");
     for (int r = 0; r < d->size; r++) hft_shard_range(n, d->size, r, &s->range_lo[r], &count);
     s->range_lo[d->size] = n;
-    s->sharded = true;
     return HFT_OK;
 }
 
 void hft_grad_sync_range(const hft_grad_sync *s, int64_t *lo, int64_t *count) {
-    if (!s->sharded) {
+    if (!s->range_lo) {
         *lo = 0;
         *count = hft_paramset_trainable_numel(s->ps);
         return;
     }
-    *lo = s->range_lo[s->rank];
-    *count = s->range_lo[s->rank + 1] - *lo;
+    int rank = s->comm->dist->rank;
+    *lo = s->range_lo[rank];
+    *count = s->range_lo[rank + 1] - *lo;
 }
 
 hft_status hft_grad_sync_gather_values(hft_grad_sync *s, const char *what) {
-    if (!s->sharded) return HFT_OK;
+    if (!s->range_lo) return HFT_OK;
     float *values = hft_tensor_data(hft_paramset_values(s->ps));
     const hft_device_api *dev = s->device.type == HFT_CPU ? NULL : hft_kernels_for(s->device.type)->dev;
     if (dev && !hft_comm_stream_ordered(s->comm)) /* the optimizer's kernels must have written the ranges */
@@ -200,11 +202,9 @@ hft_status hft_grad_sync_gather_values(hft_grad_sync *s, const char *what) {
     hft_status st = HFT_OK;
     for (int i = 0; i < s->n_buckets && st == HFT_OK; i++) {
         const bucket *b = &s->buckets[i];
-        for (int r = 0; r < s->world && st == HFT_OK; r++) {
-            int64_t lo = b->offset > s->range_lo[r] ? b->offset : s->range_lo[r];
-            int64_t hi =
-                b->offset + b->count < s->range_lo[r + 1] ? b->offset + b->count : s->range_lo[r + 1];
-            if (hi > lo) st = hft_comm_bcast_start(s->comm, values + lo, hi - lo, HFT_F32, r);
+        for (int r = 0; r < s->comm->dist->size && st == HFT_OK; r++) {
+            int64_t lo, n = piece(s, b, r, &lo);
+            if (n > 0) st = hft_comm_bcast_start(s->comm, values + lo, n, HFT_F32, r);
         }
     }
     hft_status waited = hft_comm_wait(s->comm, what); /* even after an error: nothing left in flight */
