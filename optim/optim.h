@@ -102,6 +102,10 @@ hft_status hft_optimizer_state_info(const hft_optimizer *opt, int i, hft_optim_s
 /* Flat state buffer b: the tensor of the shard's elements (NULL when the optimizer does not use b), the
  * shard's first flat index in *lo (0 unsharded, where the tensor is the whole buffer). */
 hft_status hft_optimizer_state_buffer(hft_optimizer *opt, int b, hft_tensor **shard, int64_t *lo);
+/* The part of the named state *info describes that this optimizer holds (all of it unsharded): a 1-D view
+ * of its elements in *part (NULL when it holds none; free it), starting *from elements into the tensor. */
+hft_status hft_optimizer_state_part(hft_optimizer *opt, const hft_optim_state_info *info, hft_tensor **part,
+                                    int64_t *from);
 
 /* ---------------------------------------------------------------- gradient clipping */
 

@@ -680,3 +680,22 @@ hft_status hft_optimizer_state_buffer(hft_optimizer *o, int b, hft_tensor **shar
     *shard = o->bufs[b];
     return HFT_OK;
 }
+
+hft_status hft_optimizer_state_part(hft_optimizer *o, const hft_optim_state_info *info, hft_tensor **part,
+                                    int64_t *from) {
+    hft_tensor *buf;
+    int64_t lo, numel = 1;
+    *part = NULL;
+    *from = 0;
+    for (int d = 0; d < info->ndim; d++) numel *= info->shape[d];
+    HFT_TRY(hft_optimizer_state_buffer(o, info->buffer, &buf, &lo));
+    if (!buf) return hft_error(HFT_ESTATE, "optimizer state '%s': no buffer", info->name);
+    int64_t hi = lo + hft_tensor_numel(buf);
+    int64_t start = info->offset > lo ? info->offset : lo,
+            end = info->offset + numel < hi ? info->offset + numel : hi;
+    if (end <= start) return HFT_OK; /* another rank's */
+    int64_t n = end - start;
+    *from = start - info->offset;
+    *part = hft_tensor_alias(buf, start - lo, 1, &n);
+    return *part ? HFT_OK : hft_error_status();
+}

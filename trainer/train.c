@@ -945,20 +945,13 @@ static hft_status gather_rank_positions(trainer *t, int64_t *all) {
  * tensor, in order. */
 static hft_status gather_state(void *user, const hft_optim_state_info *info, hft_tensor **host) {
     trainer *t = user;
-    hft_tensor *shard, *piece = NULL, *copy = NULL;
-    int64_t lo, numel = 1;
+    hft_tensor *piece, *copy = NULL;
+    int64_t from;
     *host = NULL;
-    for (int d = 0; d < info->ndim; d++) numel *= info->shape[d];
-    HFT_TRY(hft_optimizer_state_buffer(t->opt, info->buffer, &shard, &lo));
-    if (!shard) return hft_error(HFT_ESTATE, "optimizer state '%s': no buffer", info->name);
-    int64_t start = info->offset > lo ? info->offset : lo;
-    int64_t end = info->offset + numel < lo + hft_tensor_numel(shard) ? info->offset + numel
-                                                                      : lo + hft_tensor_numel(shard);
-    int64_t n = end > start ? end - start : 0;
+    HFT_TRY(hft_optimizer_state_part(t->opt, info, &piece, &from));
+    int64_t n = piece ? hft_tensor_numel(piece) : 0;
     hft_status st = HFT_OK;
-    if (n > 0 &&
-        (!(piece = hft_tensor_alias(shard, start - lo, 1, &n)) ||
-         (piece->device.type != HFT_CPU && !(copy = hft_tensor_to(piece, (hft_device){HFT_CPU, 0})))))
+    if (piece && piece->device.type != HFT_CPU && !(copy = hft_tensor_to(piece, (hft_device){HFT_CPU, 0})))
         st = hft_error_status();
     if (st == HFT_OK && t->main && !(*host = hft_tensor_new(HFT_F32, info->ndim, info->shape)))
         st = hft_error_status();

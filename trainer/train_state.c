@@ -164,20 +164,14 @@ static hft_status state_values(hft_optimizer *opt, const state_fetch *fetch, int
 /* Values read from the file for named state i (host, its whole shape) into the optimizer: the part that
  * lies in its shard (all of it when unsharded). */
 static hft_status state_store(hft_optimizer *opt, const hft_optim_state_info *info, hft_tensor *host) {
-    hft_tensor *buf;
-    int64_t lo;
-    HFT_TRY(hft_optimizer_state_buffer(opt, info->buffer, &buf, &lo));
-    if (!buf) return hft_error(HFT_ESTATE, "optimizer state '%s': no buffer", info->name);
-    int64_t n = hft_tensor_numel(host), hi = lo + hft_tensor_numel(buf);
-    int64_t start = info->offset > lo ? info->offset : lo;
-    int64_t end = info->offset + n < hi ? info->offset + n : hi;
-    if (end <= start) return HFT_OK; /* another rank's */
-    int64_t len = end - start;
-    hft_tensor *dst = hft_tensor_alias(buf, start - lo, 1, &len);
-    hft_tensor *src = dst ? hft_tensor_alias(host, start - info->offset, 1, &len) : NULL;
-    hft_status st = dst && src ? hft_tensor_copy(dst, src) : hft_error_status();
+    hft_tensor *part;
+    int64_t from;
+    HFT_TRY(hft_optimizer_state_part(opt, info, &part, &from));
+    if (!part) return HFT_OK; /* another rank's */
+    hft_tensor *src = hft_tensor_alias(host, from, 1, part->shape);
+    hft_status st = src ? hft_tensor_copy(part, src) : hft_error_status();
     hft_tensor_free(src);
-    hft_tensor_free(dst);
+    hft_tensor_free(part);
     return st;
 }
 
