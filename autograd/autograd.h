@@ -292,6 +292,9 @@ hft_status hft_paramset_finalize(hft_paramset *ps, size_t bucket_bytes);
 /* The same with the flat buffers on `device`, wherever the trainable values are now: each is copied
  * straight into its place there, so moving a model to a GPU holds its trainable values there once. */
 hft_status hft_paramset_finalize_on(hft_paramset *ps, size_t bucket_bytes, hft_device device);
+/* Cuts a finalized set's gradients into buckets of about bucket_bytes again (torch DDP's bucket_cap_mb);
+ * nothing moves. */
+void hft_paramset_set_bucket_bytes(hft_paramset *ps, size_t bucket_bytes);
 /* Undoes finalize (frees the gradients) so that parameters can be added and tags changed — what attaching
  * an adapter does to a loaded model — before finalizing again. */
 hft_status hft_paramset_reopen(hft_paramset *ps);

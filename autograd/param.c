@@ -125,31 +125,41 @@ hft_status hft_paramset_finalize_on(hft_paramset *ps, size_t bucket_bytes, hft_d
         return hft_error(HFT_ENOMEM, "parameter set: out of memory for %lld trainable values and gradients",
                          (long long)total);
     /* reverse registration order: the last layers' gradients, which backward produces first, come first */
-    int64_t offset = 0, bucket_start = 0;
-    int bucket = 0;
+    int64_t offset = 0;
     for (int i = ps->n - 1; i >= 0; i--) {
         hft_param *p = &ps->params[i];
         if (p->tags & HFT_PARAM_FROZEN) {
             p->value->requires_grad = false;
             continue;
         }
-        int64_t n = hft_tensor_numel(p->value);
-        if (bucket_bytes && offset > bucket_start && (size_t)(offset - bucket_start + n) * 4 > bucket_bytes) {
-            bucket++;
-            bucket_start = offset;
-        }
         HFT_TRY(move_into_flat(ps->flat_values, p, offset));
         p->grad = hft_tensor_alias(ps->flat_grad, offset, p->value->ndim, p->value->shape);
         if (!p->grad) return HFT_ENOMEM;
         p->grad_offset = offset;
-        p->bucket = bucket;
         p->value->grad = p->grad;
         p->value->requires_grad = true;
         p->value->flags &= ~(uint32_t)HFT_TENSOR_GRAD_SET;
-        offset += n;
+        offset += hft_tensor_numel(p->value);
+    }
+    hft_paramset_set_bucket_bytes(ps, bucket_bytes);
+    return HFT_OK;
+}
+
+void hft_paramset_set_bucket_bytes(hft_paramset *ps, size_t bucket_bytes) {
+    int64_t bucket_start = 0;
+    int bucket = 0;
+    for (int i = ps->n - 1; i >= 0; i--) { /* in flat order, as finalize laid the gradients out */
+        hft_param *p = &ps->params[i];
+        if (!p->grad) continue;
+        int64_t n = hft_tensor_numel(p->value);
+        if (bucket_bytes && p->grad_offset > bucket_start &&
+            (size_t)(p->grad_offset - bucket_start + n) * 4 > bucket_bytes) {
+            bucket++;
+            bucket_start = p->grad_offset;
+        }
+        p->bucket = bucket;
     }
     ps->buckets = bucket + 1;
-    return HFT_OK;
 }
 
 int hft_paramset_count(const hft_paramset *ps) {

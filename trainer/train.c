@@ -394,11 +394,7 @@ static hft_status setup(trainer *t) {
     if (r->threads > 0) hft_threads_set((int)r->threads);
     HFT_TRY(load_model(t));
     if (t->device.type != HFT_CPU) HFT_TRY(hft_model_to_device(t->model, t->device));
-    if (r->ddp_bucket_cap_mb != 25) { /* the model's buckets are DDP's default 25 MiB */
-        hft_paramset *ps = hft_model_params(t->model);
-        HFT_TRY(hft_paramset_reopen(ps));
-        HFT_TRY(hft_paramset_finalize(ps, (size_t)(r->ddp_bucket_cap_mb * 1024 * 1024)));
-    }
+    hft_paramset_set_bucket_bytes(hft_model_params(t->model), (size_t)(r->ddp_bucket_cap_mb * 1024 * 1024));
     HFT_TRY(load_tokenizer(t));
     HFT_TRY(data_task_of(t, &t->task));
     HFT_TRY(load_dataset(t, r->train_file, &t->train));
