@@ -67,7 +67,6 @@ typedef struct trainer {
     hft_grad_sync *sync;
     bool zero;                /* ZeRO-1: zero_stage 1 under mpirun */
     hft_tensor *micro_losses; /* on a device: the window's micro-batch losses, read once a step */
-    int64_t kept_losses;
     int64_t *positions; /* per micro-batch of the window: the global sample index of this rank's slice */
     struct block_arg *blocks; /* gradient checkpointing: each block's arguments, alive until backward */
     /* mixed precision: autocast's dtype (HFT_F32: off); fp16's loss scaler and the steps it skipped */
@@ -644,7 +643,7 @@ static hft_status clip(trainer *t, int64_t lo, int64_t count, double *norm) {
  * buffer, all read back after the window's last backward (read_losses), so the host never waits for a
  * micro-batch's backward to finish. The sum is the same, in the same order. */
 static hft_status keep_loss(trainer *t, const hft_tensor *scaled, int64_t i, double loss_scale, double *sum) {
-    if (t->device.type == HFT_CPU || scaled->dtype != HFT_F32 || hft_tensor_numel(scaled) != 1) {
+    if (t->device.type == HFT_CPU) {
         *sum += scalar_of(scaled) / loss_scale;
         return HFT_OK;
     }
@@ -653,13 +652,11 @@ static hft_status keep_loss(trainer *t, const hft_tensor *scaled, int64_t i, dou
     hft_tensor *slot = hft_tensor_alias(t->micro_losses, i, scaled->ndim, scaled->shape);
     hft_status st = slot ? hft_tensor_copy(slot, scaled) : hft_error_status();
     hft_tensor_free(slot);
-    t->kept_losses = i + 1;
     return st;
 }
 
 static hft_status read_losses(trainer *t, int64_t m, double loss_scale, double *sum) {
-    if (t->kept_losses == 0) return HFT_OK;
-    t->kept_losses = 0;
+    if (t->device.type == HFT_CPU) return HFT_OK;
     hft_tensor *host = hft_tensor_to(t->micro_losses, (hft_device){HFT_CPU, 0});
     if (!host)
         return hft_error(HFT_EDEVICE, "reading the step's losses from the device: %s", hft_error_message());
