@@ -47,18 +47,22 @@ bench_gpt2 *bench_gpt2_new(int batch, int seq, hft_dtype autocast) {
     return g;
 }
 
+void bench_train_step(hft_ctx *ctx, hft_model *m, hft_optimizer *opt, const hft_batch *b) {
+    int64_t count = 0;
+    hft_tensor *sum = hft_model_loss(ctx, m, b, true, &count);
+    hft_tensor *loss = hft_scale(ctx, sum, 1.0 / (double)(count ? count : 1));
+    if (hft_backward(ctx, loss, NULL) != HFT_OK) fprintf(stderr, "step: %s\n", hft_ctx_error(ctx));
+    hft_ctx_reset(ctx);
+    double norm;
+    hft_paramset *ps = hft_model_params(m);
+    hft_clip_grad_norm(ps, 1.0, &norm);
+    hft_optimizer_step(opt, 1.0);
+    hft_paramset_zero_grad(ps);
+}
+
 void bench_gpt2_step(void *arg) {
     bench_gpt2 *g = arg;
-    int64_t count = 0;
-    hft_tensor *sum = hft_model_loss(g->ctx, g->model, &g->batch, true, &count);
-    hft_tensor *loss = hft_scale(g->ctx, sum, 1.0 / (double)(count ? count : 1));
-    if (hft_backward(g->ctx, loss, NULL) != HFT_OK) fprintf(stderr, "step: %s\n", hft_ctx_error(g->ctx));
-    hft_ctx_reset(g->ctx);
-    double norm;
-    hft_paramset *ps = hft_model_params(g->model);
-    hft_clip_grad_norm(ps, 1.0, &norm);
-    hft_optimizer_step(g->opt, 1.0);
-    hft_paramset_zero_grad(ps);
+    bench_train_step(g->ctx, g->model, g->opt, &g->batch);
 }
 
 int bench_gpt2_folder(char *dir, bool real, const char **tokenizer, double *weight_mib) {

@@ -12,9 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench_gpt2.h"
 #include "bench/bench_util.h"
-#include "nn/nn.h"
-#include "optim/optim.h"
 
 static const hft_kernels *gk;
 static const hft_device gpu = {HFT_CUDA, 0};
@@ -62,16 +61,7 @@ static bool run_new(run *r, const char *config, const char *lora, int batch, int
 
 static void step(void *arg) {
     run *r = arg;
-    int64_t count = 0;
-    hft_tensor *sum = hft_model_loss(r->ctx, r->model, &r->batch, true, &count);
-    hft_tensor *loss = hft_scale(r->ctx, sum, 1.0 / (double)(count ? count : 1));
-    if (hft_backward(r->ctx, loss, NULL) != HFT_OK) printf("FAIL: step: %s\n", hft_ctx_error(r->ctx));
-    hft_ctx_reset(r->ctx);
-    double norm;
-    hft_paramset *ps = hft_model_params(r->model);
-    hft_clip_grad_norm(ps, 1.0, &norm);
-    hft_optimizer_step(r->opt, 1.0);
-    hft_paramset_zero_grad(ps);
+    bench_train_step(r->ctx, r->model, r->opt, &r->batch);
     gk->dev->synchronize();
 }
 
@@ -89,7 +79,7 @@ static double used_gib(void) {
     return (double)(total_b - free_b) / (1u << 30);
 }
 
-static void bench_gpt2(int batch, const char *desc) {
+static void bench_gpt2_124m(int batch, const char *desc) {
     const int seq = smoke ? 32 : 1024, layers = smoke ? 2 : 12, heads = smoke ? 2 : 12,
               dim = smoke ? 64 : 768;
     run r;
@@ -159,7 +149,7 @@ int main(int argc, char **argv) {
     char desc[256] = "";
     gk->dev->describe(0, desc, sizeof desc);
     printf("bench_gpu_train on %s\n", desc);
-    bench_gpt2(argc > 1 ? atoi(argv[1]) : smoke ? 2 : 16, desc);
+    bench_gpt2_124m(argc > 1 ? atoi(argv[1]) : smoke ? 2 : 16, desc);
     bench_llama_lora(argc > 2 ? atoi(argv[2]) : smoke ? 2 : 4);
     printf("ok\n");
     return 0;
