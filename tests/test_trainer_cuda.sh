@@ -100,6 +100,14 @@ awk -v a="$(cat "$work/ppl-cpu.txt")" -v b="$(cat "$work/ppl-gpu.txt")" \
     'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 0 && d <= 1e-5 * a) }' ||
     { echo "FAIL: perplexity on the GPU $(cat "$work/ppl-gpu.txt"), on the CPU $(cat "$work/ppl-cpu.txt")"; exit 1; }
 echo "ok: samples during and after training on the GPU; hft-generate --device cuda = the CPU (text, perplexity)"
+if "$gen" "$lm" --prompt "The" --device tpu >"$work/dev.log" 2>&1 ||
+    "$gen" "$lm" --prompt "The" --device cuda:7 >>"$work/dev.log" 2>&1; then
+    echo "FAIL: hft-generate took a device that is not there"
+    exit 1
+fi
+grep -q -- "--device tpu: expected cpu, cuda or cuda:N" "$work/dev.log" &&
+    grep -q -- "--device cuda:7: this machine has [0-9]* GPU" "$work/dev.log" || { cat "$work/dev.log"; exit 1; }
+echo "ok: hft-generate names a bad or missing --device"
 
 # Adafactor on the GPU (its own kernel, bit-exact with the CPU's given the same lr) logs the CPU run's losses
 run cuda "$work/ada-gpu" optim=adafactor >"$work/ada-gpu.log" 2>&1 || { cat "$work/ada-gpu.log"; exit 1; }
